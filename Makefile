@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: GPL-2.0
+# sockredir: build, test, demo and install. Output goes to .output/; `make V=1` shows commands.
+
+VERSION    := 0.1.0
+OUTPUT     := .output
+CLANG      ?= clang
+CC         ?= gcc
+BPFTOOL    ?= bpftool
+PKG_CONFIG ?= pkg-config
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+ARCH       := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+# The kernel's BTF as C; override with VMLINUX_H=path to build for another kernel.
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+VMLINUX_H   ?= $(OUTPUT)/vmlinux.h
+
+PKGS      := libbpf libsystemd
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+	      -I$(OUTPUT) -I$(dir $(VMLINUX_H)) -Ibpf
+CFLAGS     ?= -O2 -g
+USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror -MMD -MP \
+	       -DSR_VERSION='"$(VERSION)"' -I$(OUTPUT) -Ibpf $(PKG_CFLAGS)
+
+USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
+TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address
+
+# Debian packages: to build, to test, and for the demo.
+DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
+DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps psmisc
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all clean deps demo test check install uninstall format
+
+all: $(OUTPUT)/sockredir
+
+$(OUTPUT) $(OUTPUT)/user:
+	$(Q)mkdir -p $@
+
+# Regenerate only when the kernel's BTF changed, and touch the header only if its text did, so
+# that a second `make` does nothing.
+$(OUTPUT)/vmlinux.h: $(VMLINUX_BTF) | $(OUTPUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $< format c > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; touch $@; else mv $@.tmp $@; fi
+
+$(OUTPUT)/sockredir.tmp.bpf.o: bpf/sockredir.bpf.c bpf/sockredir.h $(VMLINUX_H) | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/sockredir.bpf.o: $(OUTPUT)/sockredir.tmp.bpf.o
+	$(call msg,GEN-OBJ,$@)
+	$(Q)$(BPFTOOL) gen object $@ $<
+
+$(OUTPUT)/sockredir.skel.h: $(OUTPUT)/sockredir.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name sockredir > $@
+
+# Only the loader includes the skeleton.
+$(OUTPUT)/user/bpf-loader.o: $(OUTPUT)/sockredir.skel.h
+
+$(OUTPUT)/user/%.o: user/%.c | $(OUTPUT)/user
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/sockredir: $(USER_OBJS) $(OUTPUT)/user/main.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $^ $(PKG_LIBS) -lpthread -o $@
+
+# Test programs.
+$(OUTPUT)/srpeer: tests/srpeer.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $< -o $@
+
+$(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/user/options.o \
+			$(OUTPUT)/user/log.o | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
+
+# Install missing Debian packages when root; otherwise say what to run.
+deps:
+	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "  DEPS    installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+			>/dev/null || { apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			$$missing >/dev/null; } || exit 1; \
+	else \
+		echo "Missing Debian packages. Run as root:"; \
+		echo "  apt-get install$$missing"; exit 1; \
+	fi
+
+demo: deps
+	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer
+	@tests/demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(TEST_PROGS)
+	@tests/run.sh
+
+check: test
+
+install: $(OUTPUT)/sockredir
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX)/bin/sockredir)
+	$(Q)install -D -m 0755 $(OUTPUT)/sockredir $(DESTDIR)$(PREFIX)/bin/sockredir
+
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/sockredir
+
+format:
+	$(Q)clang-format -i bpf/*.c bpf/*.h user/*.c user/*.h
+
+clean:
+	$(call msg,CLEAN,$(OUTPUT))
+	$(Q)rm -rf $(OUTPUT)
+
+-include $(wildcard $(OUTPUT)/user/*.d)

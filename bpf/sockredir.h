@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The ABI between sockredir.bpf.c and the user side: map keys and values, counters and limits.
+ * Both sides include this file, so it uses only fixed-width kernel types.
+ */
+#ifndef SOCKREDIR_H
+#define SOCKREDIR_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Default number of entries in each map; --map-entries overrides it before load. */
+#define SR_MAP_ENTRIES_DEFAULT 65536
+
+/*
+ * Names of the maps and programs as bpftool shows them. The kernel cuts object names at 15
+ * characters, so every name here fits whole. They are also the file names of the pins.
+ */
+#define SR_MAP_VERDICT	   "sr_verdict"	    /* sockets whose receive path runs the verdict */
+#define SR_MAP_TARGETS	   "sr_targets"	    /* sockets that redirected bytes are sent on */
+#define SR_MAP_PEERS	   "sr_peers"	    /* receiving socket cookie -> where its bytes go */
+#define SR_MAP_KSTATS	   "sr_kstats"	    /* per-CPU data-path counters, written by BPF */
+#define SR_MAP_PROXY_STATS "sr_proxy_stats" /* connection counters, written by the proxy */
+#define SR_PROG_VERDICT	   "sr_redirect"
+#define SR_PROG_PROBE	   "sr_drain_probe"
+
+/* Which way a socket's received bytes travel. */
+enum sr_direction {
+	SR_DIR_DOWN = 0, /* backend -> client */
+	SR_DIR_UP = 1,	 /* client -> backend */
+	_SR_DIR_MAX,
+};
+
+/*
+ * Value of sr_peers, keyed by the cookie of the socket the bytes arrive on (the proxy's own
+ * socket, never the backend's end of a Unix pair).
+ */
+struct sr_peer {
+	__u64 peer_cookie; /* key in sr_targets of the socket to send on */
+	__u64 bytes;	   /* bytes redirected for this socket, for idle checks and stats */
+	__u32 dir;	   /* enum sr_direction */
+	__u32 flags;	   /* SR_PEER_* */
+};
+
+/*
+ * Keep this Unix socket's bytes on the socket (SK_PASS) instead of redirecting them, so that
+ * recv() reads them in order. The proxy sets it while it moves bytes that were queued before
+ * the socket entered sr_verdict: see "Backend speaks first" in README.md.
+ */
+#define SR_PEER_HOLD (1U << 0)
+/*
+ * This socket is also a redirect target (--kernel-upload), so its psock backlog carries bytes
+ * on their way out and says nothing about bytes held on the way in.
+ */
+#define SR_PEER_TARGET (1U << 1)
+
+/* Value of sr_kstats (BPF_MAP_TYPE_PERCPU_ARRAY, one entry): what the verdict program did. */
+struct sr_kstats {
+	__u64 bytes[_SR_DIR_MAX];	 /* bytes redirected, per direction */
+	__u64 skbs[_SR_DIR_MAX];	 /* skbs redirected, per direction */
+	__u64 redirect_failed;		 /* target socket no longer in sr_targets */
+	__u64 peer_missing;		 /* no sr_peers entry for the receiving socket */
+	__u64 empty_dropped;		 /* zero-length skbs (a bare FIN) dropped on purpose */
+	__u64 held;			 /* skbs kept on their socket (SR_PEER_HOLD or queued) */
+};
+
+/* Why a connection was carried on the userspace path instead of the kernel path. */
+enum sr_fallback_reason {
+	SR_FALLBACK_NONE = 0,
+	SR_FALLBACK_MODE,	  /* --mode splice, or BPF unavailable at start-up */
+	SR_FALLBACK_CLIENT_STATE, /* client socket refused (already half-closed: CLOSE_WAIT) */
+	SR_FALLBACK_BACKEND_STATE, /* backend socket refused */
+	SR_FALLBACK_MAP_FULL,	  /* a map was full (E2BIG/ENOMEM) */
+	SR_FALLBACK_OTHER,	  /* any other insert error */
+	_SR_FALLBACK_MAX,
+};
+
+/*
+ * Value of sr_proxy_stats (BPF_MAP_TYPE_ARRAY, one entry, mmapable). Only the proxy writes it, by
+ * plain stores through its mmap, so counting costs no syscall. Readers use a map lookup.
+ */
+struct sr_proxy_stats {
+	__u64 accepted;			     /* client connections accepted */
+	__u64 open;			     /* connections open now */
+	__u64 kernel;			     /* connections whose download moved in the kernel */
+	__u64 kernel_upload;		     /* ... and whose upload did too */
+	__u64 fallback[_SR_FALLBACK_MAX];    /* connections carried by splice, per reason */
+	__u64 connect_failed;		     /* backend connect failures */
+	__u64 spliced_bytes[_SR_DIR_MAX];    /* bytes moved by the userspace path, per direction */
+	__u64 flushed_bytes;		     /* backend bytes queued before insertion, sent by hand */
+	__u64 drain_checks;		     /* psock backlog checks run before shutdown or close */
+};
+
+/*
+ * The drain probe's input and output, a global in the object's .bss. The proxy writes the cookie,
+ * runs sr_drain_probe with BPF_PROG_TEST_RUN and reads the rest back through the skeleton's mmap.
+ */
+struct sr_probe {
+	__u64 cookie;	/* in: key of the socket to check */
+	__u32 map;	/* in: 0 = look it up in sr_targets, 1 = in sr_verdict */
+	__s32 status;	/* out: 0, or -ENOENT (not in the map), -EOPNOTSUPP (fields unknown) */
+	__u32 queued;	/* out: skbs waiting in the socket's psock backlog */
+	__u32 partial;	/* out: bytes of a partly sent skb the backlog worker will retry */
+	__u32 held;	/* out: bytes kept on the socket by SK_PASS, not yet read (ingress_msg) */
+	__u32 broken;	/* out: the psock stopped sending after a hard error; queued bytes are lost */
+	__u32 pad;
+};
+
+#endif /* SOCKREDIR_H */

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The BPF loader: the only file that includes the skeleton. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bpf-loader.h"
+#include "log.h"
+#include "sockredir.skel.h"
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC 0xcafe4a11
+#endif
+#define BPF_FS_ROOT "/sys/fs/bpf"
+
+struct bpf_state {
+	struct sockredir *skel;
+	char *pin_path;
+	bool pinned;
+	int lock_fd; /* the pin directory, flock()ed for the lifetime of the instance */
+	int fd_verdict, fd_targets, fd_peers, fd_kstats, fd_probe;
+	struct sr_proxy_stats *proxy_stats;
+	size_t proxy_stats_size;
+};
+
+/* Everything that gets pinned, by its bpftool name. */
+static const char *const pin_names[] = {
+	SR_MAP_VERDICT, SR_MAP_TARGETS, SR_MAP_PEERS, SR_MAP_KSTATS, SR_MAP_PROXY_STATS,
+	SR_PROG_VERDICT, SR_PROG_PROBE,
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return negative_errno();
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return negative_errno();
+	return 0;
+}
+
+/* bpftool mounts bpffs the first time it pins; do the same, so pins work on a bare system. */
+static int ensure_bpffs(const char *pin_path)
+{
+	struct statfs st;
+
+	if (strncmp(pin_path, BPF_FS_ROOT "/", strlen(BPF_FS_ROOT) + 1) != 0)
+		return 0; /* a custom path: checked when we pin into it */
+	if (statfs(BPF_FS_ROOT, &st) < 0)
+		return negative_errno();
+	if ((unsigned long)st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", BPF_FS_ROOT, "bpf", 0, "mode=0700") < 0)
+		return negative_errno();
+	log_info("Mounted bpffs on " BPF_FS_ROOT ".");
+	return 0;
+}
+
+static int pin_file(char *buf, size_t size, const char *dir, const char *name)
+{
+	int n = snprintf(buf, size, "%s/%s", dir, name);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static void unlink_pins(const char *dir)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ELEMENTSOF(pin_names); i++)
+		if (pin_file(path, sizeof(path), dir, pin_names[i]) == 0)
+			(void)unlink(path);
+}
+
+static int pin_all(struct bpf_state *s, const char **ret_what)
+{
+	struct statfs st;
+	char path[PATH_MAX];
+	int r;
+
+	r = ensure_bpffs(s->pin_path);
+	if (r < 0) {
+		*ret_what = "mount bpffs on " BPF_FS_ROOT;
+		return r;
+	}
+	r = mkdir_p(s->pin_path, 0755);
+	if (r < 0) {
+		*ret_what = "create the pin directory";
+		return r;
+	}
+	if (statfs(s->pin_path, &st) < 0 || (unsigned long)st.f_type != BPF_FS_MAGIC) {
+		*ret_what = "pin: the pin path is not on a bpf filesystem";
+		return -ENOTDIR;
+	}
+
+	/*
+	 * Two instances with the same name would fight over the pins. The lock on the directory
+	 * goes away with the process, even on kill -9, so a crashed instance never blocks a new
+	 * one; its stale pins are simply replaced.
+	 */
+	s->lock_fd = open(s->pin_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->lock_fd < 0) {
+		*ret_what = "open the pin directory";
+		return negative_errno();
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		*ret_what = "lock the pin directory (another instance with this --name is running)";
+		return errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+	}
+	unlink_pins(s->pin_path);
+
+	struct {
+		const char *name;
+		int fd;
+	} objs[] = {
+		{ SR_MAP_VERDICT, s->fd_verdict },
+		{ SR_MAP_TARGETS, s->fd_targets },
+		{ SR_MAP_PEERS, s->fd_peers },
+		{ SR_MAP_KSTATS, s->fd_kstats },
+		{ SR_MAP_PROXY_STATS, bpf_map__fd(s->skel->maps.sr_proxy_stats) },
+		{ SR_PROG_VERDICT, bpf_program__fd(s->skel->progs.sr_redirect) },
+		{ SR_PROG_PROBE, s->fd_probe },
+	};
+	s->pinned = true;
+	for (size_t i = 0; i < ELEMENTSOF(objs); i++) {
+		r = pin_file(path, sizeof(path), s->pin_path, objs[i].name);
+		if (r < 0 || bpf_obj_pin(objs[i].fd, path) < 0) {
+			*ret_what = "pin maps and programs";
+			return r < 0 ? r : negative_errno();
+		}
+	}
+	return 0;
+}
+
+void bpf_state_unpin(struct bpf_state *s)
+{
+	if (!s || !s->pinned)
+		return;
+	unlink_pins(s->pin_path);
+	if (rmdir(s->pin_path) < 0 && errno != ENOENT)
+		log_debug_errno(errno, "Failed to remove %s, ignoring: %m", s->pin_path);
+	/* The parent of the default path is shared by all instances: remove it once empty. */
+	(void)rmdir(BPF_FS_ROOT "/sockredir");
+	s->pinned = false;
+}
+
+struct bpf_state *bpf_state_free(struct bpf_state *s)
+{
+	if (!s)
+		return NULL;
+	if (s->proxy_stats)
+		munmap(s->proxy_stats, s->proxy_stats_size);
+	sockredir__destroy(s->skel);
+	safe_close(s->lock_fd);
+	free(s->pin_path);
+	free(s);
+	return NULL;
+}
+
+int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, const char **ret_what)
+{
+	_cleanup_(bpf_state_freep) struct bpf_state *s = NULL;
+	const char *what = "open the BPF object";
+	void *mem;
+	long page;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->lock_fd = -EBADF;
+	s->pin_path = strdup(o->pin_path);
+	if (!s->pin_path)
+		return -ENOMEM;
+
+	s->skel = sockredir__open();
+	if (!s->skel) {
+		r = negative_errno();
+		goto fail;
+	}
+
+	what = "size the maps";
+	r = bpf_map__set_max_entries(s->skel->maps.sr_verdict, o->map_entries);
+	if (r >= 0)
+		r = bpf_map__set_max_entries(s->skel->maps.sr_targets, o->map_entries);
+	if (r >= 0)
+		r = bpf_map__set_max_entries(s->skel->maps.sr_peers, o->map_entries);
+	if (r < 0)
+		goto fail;
+
+	what = "load the BPF programs";
+	r = sockredir__load(s->skel);
+	if (r < 0)
+		goto fail;
+
+	s->fd_verdict = bpf_map__fd(s->skel->maps.sr_verdict);
+	s->fd_targets = bpf_map__fd(s->skel->maps.sr_targets);
+	s->fd_peers = bpf_map__fd(s->skel->maps.sr_peers);
+	s->fd_kstats = bpf_map__fd(s->skel->maps.sr_kstats);
+	s->fd_probe = bpf_program__fd(s->skel->progs.sr_drain_probe);
+
+	/*
+	 * libbpf 1.1's skeleton attach leaves sk_skb programs alone, and it has no
+	 * bpf_program__attach_sockmap(): attach the verdict to the map by hand. It stays attached
+	 * as long as the map exists.
+	 */
+	what = "attach the verdict program to " SR_MAP_VERDICT;
+	if (bpf_prog_attach(bpf_program__fd(s->skel->progs.sr_redirect), s->fd_verdict,
+			    BPF_SK_SKB_STREAM_VERDICT, 0) < 0) {
+		r = negative_errno();
+		goto fail;
+	}
+
+	/* The proxy counts by plain stores into this mapping: no syscall per event. */
+	what = "map the proxy counters";
+	page = sysconf(_SC_PAGESIZE);
+	s->proxy_stats_size = (sizeof(struct sr_proxy_stats) + (size_t)page - 1) & ~((size_t)page - 1);
+	mem = mmap(NULL, s->proxy_stats_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   bpf_map__fd(s->skel->maps.sr_proxy_stats), 0);
+	if (mem == MAP_FAILED) {
+		r = negative_errno();
+		goto fail;
+	}
+	s->proxy_stats = mem;
+
+	/* A first probe tells whether this kernel's psock layout is one we can read. */
+	what = "read psock state (drain probe)";
+	r = bpf_probe_psock(s, 0, false, &(struct sr_probe){});
+	if (r == -EOPNOTSUPP)
+		goto fail;
+
+	r = pin_all(s, &what);
+	if (r < 0)
+		goto fail;
+
+	*ret = TAKE_PTR(s);
+	return 0;
+fail:
+	if (s->pinned)
+		bpf_state_unpin(s);
+	if (ret_what)
+		*ret_what = what;
+	return log_debug_errno(r, "Failed to %s: %m", what);
+}
+
+struct sr_proxy_stats *bpf_state_proxy_stats(struct bpf_state *s)
+{
+	return s->proxy_stats;
+}
+
+int bpf_state_read_kstats(struct bpf_state *s, struct sr_kstats *ret)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct sr_kstats *v, sum = {};
+	__u32 zero = 0;
+
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(s->fd_kstats, &zero, v) < 0) {
+		int r = negative_errno();
+
+		free(v);
+		return r;
+	}
+	for (int i = 0; i < ncpu; i++) {
+		for (int d = 0; d < _SR_DIR_MAX; d++) {
+			sum.bytes[d] += v[i].bytes[d];
+			sum.skbs[d] += v[i].skbs[d];
+		}
+		sum.redirect_failed += v[i].redirect_failed;
+		sum.peer_missing += v[i].peer_missing;
+		sum.empty_dropped += v[i].empty_dropped;
+		sum.held += v[i].held;
+	}
+	free(v);
+	*ret = sum;
+	return 0;
+}
+
+int bpf_sock_insert(struct bpf_state *s, bool verdict_map, uint64_t cookie, int fd)
+{
+	__u64 value = (__u64)fd;
+
+	if (bpf_map_update_elem(verdict_map ? s->fd_verdict : s->fd_targets, &cookie, &value,
+				BPF_NOEXIST) < 0)
+		return negative_errno();
+	return 0;
+}
+
+int bpf_sock_remove(struct bpf_state *s, bool verdict_map, uint64_t cookie)
+{
+	if (bpf_map_delete_elem(verdict_map ? s->fd_verdict : s->fd_targets, &cookie) < 0)
+		return negative_errno();
+	return 0;
+}
+
+int bpf_peer_set(struct bpf_state *s, uint64_t cookie, uint64_t peer_cookie, enum sr_direction dir,
+		 uint32_t flags)
+{
+	struct sr_peer old = {}, v = {
+		.peer_cookie = peer_cookie,
+		.dir = dir,
+		.flags = flags,
+	};
+
+	/* Keep the byte count across flag changes (an update writes the whole value). */
+	if (bpf_map_lookup_elem(s->fd_peers, &cookie, &old) == 0)
+		v.bytes = old.bytes;
+	if (bpf_map_update_elem(s->fd_peers, &cookie, &v, BPF_ANY) < 0)
+		return negative_errno();
+	return 0;
+}
+
+int bpf_peer_get(struct bpf_state *s, uint64_t cookie, struct sr_peer *ret)
+{
+	struct sr_peer v;
+
+	if (bpf_map_lookup_elem(s->fd_peers, &cookie, &v) < 0)
+		return negative_errno();
+	*ret = v;
+	return 0;
+}
+
+int bpf_peer_remove(struct bpf_state *s, uint64_t cookie)
+{
+	if (bpf_map_delete_elem(s->fd_peers, &cookie) < 0)
+		return negative_errno();
+	return 0;
+}
+
+int bpf_probe_psock(struct bpf_state *s, uint64_t cookie, bool verdict_map, struct sr_probe *ret)
+{
+	/* A tc program needs at least an Ethernet header of input; its content is unused. */
+	unsigned char pkt[64] = {};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt),
+		    .repeat = 1);
+	struct sr_probe *p = &s->skel->bss->sr_probe;
+
+	p->cookie = cookie;
+	p->map = verdict_map;
+	if (bpf_prog_test_run_opts(s->fd_probe, &opts) < 0)
+		return negative_errno();
+	if (p->status < 0)
+		return p->status;
+	*ret = *p;
+	return 0;
+}

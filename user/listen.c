@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Socket activation and --listen. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "listen.h"
+#include "log.h"
+
+static int fd_set_flags(int fd)
+{
+	int fl;
+
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return negative_errno();
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return negative_errno();
+	fl = fcntl(fd, F_GETFD);
+	if (fl < 0)
+		return negative_errno();
+	if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+		return negative_errno();
+	return 0;
+}
+
+void listeners_free(struct listener *l, size_t n)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		safe_close(l[i].fd);
+		if (l[i].unlink_path)
+			(void)unlink(l[i].unlink_path);
+		free(l[i].unlink_path);
+		free(l[i].name);
+	}
+	free(l);
+}
+
+/*
+ * A Unix socket path left behind by a dead process makes bind() fail with EADDRINUSE. Remove it
+ * only if nobody answers on it, so a live listener is never stolen.
+ */
+static int unlink_stale_socket(const struct sr_address *a)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct stat st;
+
+	if (stat(a->un.sun_path, &st) < 0)
+		return negative_errno();
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return negative_errno();
+	if (connect(fd, &a->sa, a->len) == 0)
+		return -EADDRINUSE;
+	if (errno != ECONNREFUSED)
+		return -EADDRINUSE;
+	if (unlink(a->un.sun_path) < 0)
+		return negative_errno();
+	return 0;
+}
+
+static int listener_bind(const char *spec, struct listener *ret)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct sr_address a;
+	const char *reason;
+	int r, one = 1, zero = 0;
+
+	r = address_parse(spec, ADDRESS_LISTEN, &a, &reason);
+	if (r < 0)
+		return log_error_errno(r, "Invalid --listen address '%s': %s.", spec, reason);
+
+	fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return log_error_errno(errno, "Failed to create socket for '%s': %m", spec);
+
+	if (!address_is_unix(&a) && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		return log_error_errno(errno, "Failed to set SO_REUSEADDR on '%s': %m", spec);
+	/* A wildcard IPv6 listener takes IPv4 too, as systemd's ListenStream=PORT does. */
+	if (a.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a.in6.sin6_addr) &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		log_debug_errno(errno, "Failed to clear IPV6_V6ONLY on '%s', ignoring: %m", spec);
+
+	r = bind(fd, &a.sa, a.len);
+	if (r < 0 && errno == EADDRINUSE && address_is_unix_path(&a) &&
+	    unlink_stale_socket(&a) >= 0)
+		r = bind(fd, &a.sa, a.len);
+	if (r < 0)
+		return log_error_errno(errno, "Failed to bind '%s': %m", spec);
+
+	if (listen(fd, SOMAXCONN) < 0)
+		return log_error_errno(errno, "Failed to listen on '%s': %m", spec);
+
+	*ret = (struct listener){
+		.fd = -EBADF,
+		.addr = a,
+		.name = strdup(spec),
+		.unlink_path = address_is_unix_path(&a) ? strdup(a.un.sun_path) : NULL,
+	};
+	if (!ret->name || (address_is_unix_path(&a) && !ret->unlink_path)) {
+		if (ret->unlink_path)
+			(void)unlink(ret->unlink_path);
+		free(ret->name);
+		free(ret->unlink_path);
+		return log_error_errno(ENOMEM, "Out of memory.");
+	}
+	ret->fd = TAKE_FD(fd);
+	return 0;
+}
+
+static int listener_inherit(int fd, const char *name, struct listener *ret)
+{
+	struct sr_address a = { .len = sizeof(a.storage) };
+	int r;
+
+	r = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
+	if (r < 0)
+		return log_error_errno(r, "Failed to check inherited fd %d (%s): %m", fd, name);
+	if (r == 0)
+		return log_error_errno(EINVAL,
+				       "Inherited fd %d (%s) is not a listening stream socket. "
+				       "Check the socket unit: use ListenStream= and Accept=no.",
+				       fd, name);
+
+	r = fd_set_flags(fd);
+	if (r < 0)
+		return log_error_errno(r, "Failed to make fd %d non-blocking: %m", fd);
+
+	if (getsockname(fd, &a.sa, &a.len) < 0)
+		return log_error_errno(errno, "Failed to get address of fd %d: %m", fd);
+
+	*ret = (struct listener){ .fd = fd, .addr = a, .name = strdup(name) };
+	if (!ret->name)
+		return log_error_errno(ENOMEM, "Out of memory.");
+	return 0;
+}
+
+int listeners_open(char **listen, size_t n_listen, struct listener **ret, size_t *ret_n)
+{
+	struct listener *l = NULL;
+	char **names = NULL;
+	size_t n = 0;
+	int k, r = 0;
+
+	k = sd_listen_fds_with_names(true, &names);
+	if (k < 0)
+		return log_error_errno(k, "Failed to read socket activation fds: %m");
+
+	if (k > 0) {
+		if (n_listen > 0)
+			log_notice("Ignoring --listen: %d socket(s) were inherited.", k);
+		l = calloc((size_t)k, sizeof(*l));
+		if (!l) {
+			r = log_error_errno(ENOMEM, "Out of memory.");
+			goto out;
+		}
+		for (int i = 0; i < k; i++) {
+			const char *name = names && names[i] ? names[i] : "unknown";
+
+			r = listener_inherit(SD_LISTEN_FDS_START + i, name, &l[n]);
+			if (r < 0)
+				goto out;
+			n++;
+		}
+	} else {
+		if (n_listen == 0) {
+			r = log_error_errno(EINVAL,
+					    "No listening socket: run under socket activation "
+					    "(a .socket unit or systemd-socket-activate) or pass "
+					    "--listen ADDR.");
+			goto out;
+		}
+		l = calloc(n_listen, sizeof(*l));
+		if (!l) {
+			r = log_error_errno(ENOMEM, "Out of memory.");
+			goto out;
+		}
+		for (size_t i = 0; i < n_listen; i++) {
+			r = listener_bind(listen[i], &l[n]);
+			if (r < 0)
+				goto out;
+			n++;
+		}
+	}
+
+	*ret = TAKE_PTR(l);
+	*ret_n = n;
+	n = 0;
+out:
+	/* On failure, close what we opened; inherited fds we never took are closed too. */
+	if (r < 0)
+		for (int i = (int)n; i < k; i++)
+			safe_close(SD_LISTEN_FDS_START + i);
+	listeners_free(l, n);
+	if (names)
+		for (int i = 0; i < k; i++)
+			free(names[i]);
+	free(names);
+	return r;
+}

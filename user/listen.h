@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Listening sockets: inherited through socket activation, or bound from --listen. */
+#ifndef SR_LISTEN_H
+#define SR_LISTEN_H
+
+#include "address.h"
+
+struct listener {
+	int fd;
+	char *name;		 /* FileDescriptorName= for inherited fds, else the address */
+	char *unlink_path;	 /* a Unix socket path we created, removed on exit */
+	struct sr_address addr;	 /* local address, for logs */
+	void *event_source;	 /* sd_event_source *, owned by the proxy */
+	void *proxy;		 /* struct proxy *, for the accept handler */
+};
+
+/*
+ * Collect the inherited listening sockets (sd_listen_fds_with_names); if there are none, bind
+ * the --listen addresses. Every inherited fd must be a listening stream socket: anything else is
+ * an error, never skipped. All fds end up non-blocking and close-on-exec.
+ */
+int listeners_open(char **listen, size_t n_listen, struct listener **ret, size_t *ret_n);
+void listeners_free(struct listener *l, size_t n);
+
+#endif /* SR_LISTEN_H */

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sockredir: a socket-activated TCP -> Unix redirector whose data path is a sockmap program. */
+#include <signal.h>
+#include <string.h>
+
+#include "bpf-loader.h"
+#include "listen.h"
+#include "log.h"
+#include "options.h"
+#include "proxy.h"
+
+static const char *load_hint(int r)
+{
+	switch (-r) {
+	case EPERM:
+	case EACCES:
+		return " (loading needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)";
+	case ENOENT:
+	case ESRCH:
+		return " (does the kernel have BTF at /sys/kernel/btf/vmlinux?)";
+	default:
+		return "";
+	}
+}
+
+/*
+ * Load the kernel path. --mode bpf makes any failure fatal; --mode auto logs one warning with
+ * the reason and carries every connection on splice.
+ */
+static int setup_kernel_path(struct bpf_state **ret)
+{
+	struct bpf_load_options o = { .pin_path = arg_pin_path, .map_entries = arg_map_entries };
+	const char *what = "load the BPF object";
+	int r;
+
+	*ret = NULL;
+	if (arg_mode == SR_MODE_SPLICE)
+		return 0;
+
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		r = negative_errno();
+		what = "find kernel BTF at /sys/kernel/btf/vmlinux";
+	} else {
+		log_bridge_libbpf(arg_mode == SR_MODE_BPF);
+		r = bpf_state_load(&o, ret, &what);
+	}
+	if (r >= 0) {
+		log_debug("Kernel path loaded, pinned under %s.", arg_pin_path);
+		return 0;
+	}
+	if (arg_mode == SR_MODE_BPF)
+		return log_error_errno(r, "--mode bpf: cannot use the kernel path: failed to %s: %m%s",
+				       what, load_hint(r));
+	log_warning_errno(r, "Kernel path unavailable, every connection uses splice: failed to %s: "
+			     "%m%s",
+			  what, load_hint(r));
+	return 0;
+}
+
+static int run(int argc, char *argv[])
+{
+	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
+	struct proxy p = {
+		.backend = &arg_backend,
+		.kernel_upload = arg_kernel_upload,
+		.upload_sndbuf = arg_upload_sndbuf,
+		.drain_timeout = arg_drain_timeout_usec,
+	};
+	int r;
+
+	r = parse_argv(argc, argv);
+	if (r <= 0)
+		return r;
+
+	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* sd-event delivers these through a signalfd; block them before any thread starts. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+
+	r = listeners_open(arg_listen, arg_n_listen, &p.listeners, &p.n_listeners);
+	if (r < 0)
+		return r;
+
+	r = setup_kernel_path(&bpf);
+	if (r < 0)
+		goto out;
+	p.bpf = bpf;
+	p.kernel_upload = bpf && arg_kernel_upload;
+	p.stats = bpf ? bpf_state_proxy_stats(bpf) : &p.local_stats;
+	if (arg_kernel_upload && !bpf)
+		log_warning("--kernel-upload ignored: the kernel path is not in use.");
+	else if (p.kernel_upload)
+		log_warning("--kernel-upload: client->backend moves in the kernel, with no memory "
+			    "bound against a slow backend. See README.md, \"Known limits\".");
+
+	r = proxy_run(&p);
+out:
+	proxy_done(&p);
+	bpf_state_unpin(bpf);
+	listeners_free(p.listeners, p.n_listeners);
+	return r;
+}
+
+int main(int argc, char *argv[])
+{
+	int r = run(argc, argv);
+
+	options_free();
+	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
+}

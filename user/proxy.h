@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The proxy: listeners, the accept loop, the set of connections, and the process lifecycle. */
+#ifndef SR_PROXY_H
+#define SR_PROXY_H
+
+#include <systemd/sd-event.h>
+
+#include "address.h"
+#include "connection.h"
+#include "grace.h"
+#include "listen.h"
+#include "splice-path.h"
+
+struct bpf_state;
+
+struct proxy {
+	sd_event *event;
+	struct listener *listeners;
+	size_t n_listeners;
+	const struct sr_address *backend;
+
+	struct bpf_state *bpf;	/* NULL when every connection uses splice */
+	bool kernel_upload;
+	uint64_t upload_sndbuf;
+	struct grace *grace;
+
+	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or local_stats */
+	struct sr_proxy_stats local_stats;
+	struct pipe_pool pipes;
+
+	struct connection *connections;
+	uint64_t next_id;
+
+	bool accept_paused;	/* out of fds: listeners off until a connection closes */
+	sd_event_source *accept_resume;
+
+	/* Connect failures are logged once per burst, then counted. */
+	uint64_t connect_fail_logged_at;
+	unsigned connect_fail_suppressed;
+
+	bool stopping;
+	uint64_t drain_timeout;
+	sd_event_source *drain_timer;
+};
+
+/* Serve until SIGTERM/SIGINT and the drain are over. Returns 0 or negative errno (logged). */
+int proxy_run(struct proxy *p);
+/* Free what proxy_run() set up; connections still open are closed. */
+void proxy_done(struct proxy *p);
+
+/* Called by a connection when it is freed: maybe resume accepting, maybe finish a drain. */
+void proxy_connection_closed(struct proxy *p);
+/* Log a backend connect failure, once per burst. */
+void proxy_log_connect_failure(struct proxy *p, int error);
+
+#endif /* SR_PROXY_H */

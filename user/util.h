@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Small helpers in the manner of systemd's src/basic: cleanup attributes and fd ownership. */
+#ifndef SR_UTIL_H
+#define SR_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_     __attribute__((unused))
+#define _noreturn_   __attribute__((noreturn))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _likely_(x)   __builtin_expect(!!(x), 1)
+#define _unlikely_(x) __builtin_expect(!!(x), 0)
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+
+#define USEC_PER_SEC  1000000ULL
+#define USEC_PER_MSEC 1000ULL
+#define NSEC_PER_USEC 1000ULL
+
+/* Hand over ownership: return the value and leave the variable empty for its cleanup. */
+#define TAKE_GENERIC(var, null)                                                                    \
+	({                                                                                         \
+		__typeof__(var) _t = (var);                                                        \
+		(var) = (null);                                                                    \
+		_t;                                                                                \
+	})
+#define TAKE_FD(fd)   TAKE_GENERIC(fd, -EBADF)
+#define TAKE_PTR(ptr) TAKE_GENERIC(ptr, NULL)
+
+/* Close an fd if it is one, keeping errno; returns -EBADF so that `fd = safe_close(fd)` works. */
+static inline int safe_close(int fd)
+{
+	if (fd >= 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+	}
+	return -EBADF;
+}
+
+static inline void closep(int *fd)
+{
+	safe_close(*fd);
+}
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_free_	_cleanup_(freep)
+
+/* Define a cleanup function for a pointer type whose destructor accepts NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
+	static inline void func##p(type *p)                                                        \
+	{                                                                                          \
+		if (*p)                                                                            \
+			func(*p);                                                                  \
+	}
+
+/* errno as a negative return value, never 0 even if a call forgot to set it. */
+static inline int negative_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+static inline bool streq(const char *a, const char *b)
+{
+	return a && b && __builtin_strcmp(a, b) == 0;
+}
+
+#endif /* SR_UTIL_H */
