@@ -12,6 +12,8 @@
  * that is how half-close travels. The connection ends when both flows are DONE.
  */
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -38,6 +40,19 @@
 #define SETTLE_ROUNDS_MAX 32
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/*
+ * A proxy must not delay what it relays: with Nagle on, a reply's last partial segment waits
+ * for the client's delayed ACK, and the kernel path's backlog worker was seen to stall a
+ * 64 KiB round trip that way.
+ */
+static void tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_debug_errno(errno, "Failed to set TCP_NODELAY, ignoring: %m");
+}
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 uint64_t now_usec(void)
@@ -51,6 +66,18 @@ uint64_t now_usec(void)
 static const char *flow_name(const struct flow *f)
 {
 	return f->dir == SR_DIR_UP ? "client->backend" : "backend->client";
+}
+
+static const char *const flow_state_table[] = {
+	[FLOW_IDLE] = "idle",	      [FLOW_SETTLING] = "settling", [FLOW_OPEN] = "open",
+	[FLOW_DRAINING] = "draining", [FLOW_DISCARD] = "discard",   [FLOW_DONE] = "done",
+};
+
+static void flow_set_state(struct flow *f, enum flow_state state)
+{
+	log_debug("Connection %" PRIu64 ": %s %s%s -> %s.", f->conn->id, flow_name(f),
+		  f->kernel ? "(kernel) " : "", flow_state_table[f->state], flow_state_table[state]);
+	f->state = state;
 }
 
 static void end_close(struct end *e)
@@ -205,7 +232,7 @@ static int flow_shutdown_dst(struct flow *f)
 	if (shutdown(f->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN)
 		log_debug_errno(errno, "Connection %" PRIu64 ": shutdown(%s) failed, ignoring: %m",
 				f->conn->id, flow_name(f));
-	f->state = FLOW_DONE;
+	flow_set_state(f, FLOW_DONE);
 	f->waits = 0;
 	f->deadline = 0;
 	return 0;
@@ -224,7 +251,7 @@ static int flow_dst_gone(struct flow *f)
 
 	/* The backend is gone. Keep reading the client, so its close is a clean FIN. */
 	log_debug("Connection %" PRIu64 ": backend gone, discarding client bytes.", c->id);
-	f->state = f->kernel ? FLOW_DONE : FLOW_DISCARD;
+	flow_set_state(f, f->kernel ? FLOW_DONE : FLOW_DISCARD);
 	f->waits = 0;
 	f->deadline = f->kernel ? 0 : now_usec() + LINGER_TIMEOUT;
 	return 0;
@@ -259,6 +286,8 @@ static int flow_dst_drained(struct flow *f)
 		return 1;
 	}
 	if (pending != f->last_pending || f->deadline == 0) {
+		log_debug("Connection %" PRIu64 ": %s: %" PRIu64 " queued for the destination.",
+			  f->conn->id, flow_name(f), pending);
 		f->last_pending = pending;
 		f->deadline = now_usec() + DRAIN_STALL_TIMEOUT;
 	}
@@ -318,6 +347,9 @@ static int flow_drain(struct flow *f)
 		goto out;
 	if (pending > 0) {
 		/* The verdict has yet to see them (TCP), or held bytes are on their way (Unix). */
+		if (f->backoff == 0)
+			log_debug("Connection %" PRIu64 ": %s: waiting for %" PRIu64
+				  " source bytes.", f->conn->id, flow_name(f), pending);
 		flow_wait_timer(f);
 		return 0;
 	}
@@ -380,7 +412,7 @@ static int flow_settle(struct flow *f)
 	if (r == 0)
 		return 0;
 	if (eof || f->src->rdhup) {
-		f->state = FLOW_DRAINING;
+		flow_set_state(f, FLOW_DRAINING);
 		return flow_drain(f);
 	}
 
@@ -406,7 +438,7 @@ static void flow_settled(struct flow *f)
 
 	log_debug("Connection %" PRIu64 ": %s settled after %u round(s).", c->id, flow_name(f),
 		  f->settle_rounds + 1);
-	f->state = FLOW_OPEN;
+	flow_set_state(f, FLOW_OPEN);
 	f->waits = WAIT_SRC_RDHUP;
 	/* --kernel-upload waited for the download to settle before inserting the client. */
 	if (f == &c->down && c->up.state == FLOW_IDLE)
@@ -436,7 +468,7 @@ static int flow_run(struct flow *f)
 	case FLOW_OPEN:
 		if (f->kernel) {
 			if (f->src->rdhup) {
-				f->state = FLOW_DRAINING;
+				flow_set_state(f, FLOW_DRAINING);
 				f->backoff = 0;
 				return flow_drain(f);
 			}
@@ -466,7 +498,7 @@ static int flow_run(struct flow *f)
 	case FLOW_DISCARD:
 		r = splice_flow_discard(f);
 		if (r < 0 || r == SPLICE_EOF) {
-			f->state = FLOW_DONE;
+			flow_set_state(f, FLOW_DONE);
 			f->waits = 0;
 			f->deadline = 0;
 			return 0;
@@ -575,6 +607,8 @@ static void connection_connected(struct connection *c)
 	c->connecting = false;
 	c->backend.is_unix = p->backend->sa.sa_family == AF_UNIX;
 
+	if (p->debug_insert_delay)
+		usleep((useconds_t)p->debug_insert_delay);
 	if (p->bpf)
 		reason = kernel_path_attach(c, &settle);
 
@@ -615,6 +649,8 @@ static int connection_start_connect(struct connection *c)
 
 	c->backend.fd = fd;
 	c->backend.conn = c;
+	if (p->backend->sa.sa_family != AF_UNIX)
+		tcp_nodelay(fd);
 	if (r == 1) {
 		connection_connected(c);
 		return 0;
@@ -692,6 +728,9 @@ int connection_new(struct proxy *p, int client_fd, bool client_is_unix)
 {
 	struct connection *c;
 	int r;
+
+	if (!client_is_unix)
+		tcp_nodelay(client_fd);
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {

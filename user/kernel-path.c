@@ -237,7 +237,10 @@ int kernel_flow_src_pending(struct flow *f, uint64_t *ret)
 		 * backlog too, which are not ours to count.
 		 */
 		r = bpf_probe_psock(bpf, f->src->cookie, true, &probe);
-		if (r < 0)
+		if (r == -ENOENT)
+			/* When its peer closes, the kernel takes a Unix socket out of the map. */
+			probe = (struct sr_probe){};
+		else if (r < 0)
 			return r;
 		held = probe.held + (f->src->in_targets ? 0 : probe.queued);
 		*ret = inq + held;
@@ -253,14 +256,17 @@ int kernel_flow_src_pending(struct flow *f, uint64_t *ret)
 		struct tcp_info ti = {};
 		socklen_t len = sizeof(ti);
 		struct sr_peer peer;
+		uint64_t received;
 
 		if (getsockopt(f->src->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 			return negative_errno();
 		r = bpf_peer_get(bpf, f->src->cookie, &peer);
 		if (r < 0)
 			return r;
-		if (ti.tcpi_bytes_received > peer.bytes + f->bytes)
-			inq = ti.tcpi_bytes_received - peer.bytes - f->bytes;
+		/* A FIN takes a sequence number, and bytes_received counts it. */
+		received = ti.tcpi_bytes_received - (f->src->rdhup && ti.tcpi_bytes_received ? 1 : 0);
+		if (received > peer.bytes + f->bytes)
+			inq = received - peer.bytes - f->bytes;
 	}
 	*ret = inq;
 	return 0;

@@ -63,7 +63,8 @@ static int libbpf_print(enum libbpf_print_level level, const char *format, va_li
 		buf[--n] = 0;
 	if (n == 0)
 		return 0;
-	fprintf(stderr, "<%d>libbpf: %s\n", prio, buf);
+	/* libbpf's messages carry their own "libbpf: " prefix. */
+	fprintf(stderr, "<%d>%s\n", prio, buf);
 	return 0;
 }
 

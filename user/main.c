@@ -72,6 +72,10 @@ static int run(int argc, char *argv[])
 	if (r <= 0)
 		return r;
 
+	const char *e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
+	if (e && parse_size(e, 0, USEC_PER_SEC, &p.debug_insert_delay) < 0)
+		log_warning("Ignoring invalid SOCKREDIR_DEBUG_INSERT_DELAY_USEC=%s.", e);
+
 	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	/* sd-event delivers these through a signalfd; block them before any thread starts. */

@@ -38,6 +38,10 @@ struct proxy {
 	uint64_t connect_fail_logged_at;
 	unsigned connect_fail_suppressed;
 
+	/* Test hook: pause between connect and insert, so that a backend speaking first is
+	 * certain to have bytes queued (SOCKREDIR_DEBUG_INSERT_DELAY_USEC). */
+	uint64_t debug_insert_delay;
+
 	bool stopping;
 	uint64_t drain_timeout;
 	sd_event_source *drain_timer;
