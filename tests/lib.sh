@@ -164,6 +164,11 @@ proxy_fds() {
 	ls "/proc/$PROXY_PID/fd" | wc -l
 }
 
+# proxy_fds_at_most N: for wait_for, which re-runs it.
+proxy_fds_at_most() {
+	[ "$(proxy_fds)" -le "$1" ]
+}
+
 # run_modes FUNCTION: call FUNCTION "mode options" for each of SR_MODES.
 run_modes() {
 	for m in "${SR_MODES[@]}"; do
