@@ -34,6 +34,8 @@
 #define CONNECT_RETRY_MIN (1 * USEC_PER_MSEC)
 #define CONNECT_RETRY_MAX (100 * USEC_PER_MSEC)
 #define CONNECT_RETRY_TOTAL (5 * USEC_PER_SEC)
+/* Out of fds for a pipe: try again after this. */
+#define FD_RETRY (50 * USEC_PER_MSEC)
 /* A destination backlog that does not shrink for this long belongs to a client that left. */
 #define DRAIN_STALL_TIMEOUT (60 * USEC_PER_SEC)
 /* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
@@ -96,6 +98,8 @@ static void connection_free(struct connection *c)
 	free(c->up.buf);
 	free(c->down.buf);
 	c->timer = sd_event_source_disable_unref(c->timer);
+	if (c->waiting_fd)
+		p->n_waiting_fd--;
 
 	/* Closing takes the sockets out of the sockhashes; the peer entries we remove. */
 	end_close(&c->client);
@@ -478,6 +482,13 @@ static int flow_run(struct flow *f)
 		r = splice_flow_move(&c->proxy->pipes, f);
 		if (r == SPLICE_BLOCKED)
 			return 0;
+		if (r == -EMFILE || r == -ENFILE) {
+			/* No fd for a pipe: wait for connections to give some back. */
+			proxy_pause_accept(c->proxy, r);
+			f->waits = WAIT_TIMER;
+			f->wake_at = now_usec() + FD_RETRY;
+			return 0;
+		}
 		if (r == SPLICE_YIELD) {
 			f->waits = f->in_pipe ? WAIT_DST_OUT : WAIT_SRC_IN;
 			return 0;
@@ -521,8 +532,7 @@ void connection_run(struct connection *c)
 	if (r >= 0)
 		r = flow_run(&c->up);
 	if (r < 0) {
-		if (r != -ECONNRESET && r != -EPIPE && r != -ETIMEDOUT)
-			log_debug_errno(r, "Connection %" PRIu64 ": failed: %m", c->id);
+		log_debug_errno(r, "Connection %" PRIu64 ": ending: %m", c->id);
 		connection_abort(c);
 		return;
 	}
@@ -628,12 +638,40 @@ static void connection_connected(struct connection *c)
 	connection_run(c);
 }
 
+static void connection_set_waiting_fd(struct connection *c, bool waiting)
+{
+	struct proxy *p = c->proxy;
+
+	if (c->waiting_fd == waiting)
+		return;
+	c->waiting_fd = waiting;
+	if (waiting) {
+		p->n_waiting_fd++;
+		return;
+	}
+	p->n_waiting_fd--;
+	proxy_resume_accept(p);
+}
+
 static int connection_start_connect(struct connection *c)
 {
 	struct proxy *p = c->proxy;
 	int fd = -EBADF, r;
 
 	r = backend_connect(p->backend, &fd);
+	if (r == -EMFILE || r == -ENFILE) {
+		/*
+		 * Out of fds: keep the client, stop accepting more, and try again until
+		 * connections give fds back. The client waits as it would in the backlog.
+		 */
+		log_debug_errno(r, "Connection %" PRIu64 ": no fd for the backend socket (%m), "
+				   "retrying.", c->id);
+		proxy_pause_accept(p, r);
+		connection_set_waiting_fd(c, true);
+		c->connecting = true;
+		return connection_arm_timer(c, now_usec() + FD_RETRY);
+	}
+	connection_set_waiting_fd(c, false);
 	if (r == -EAGAIN && p->backend->sa.sa_family == AF_UNIX) {
 		/* The backend's listen backlog is full; a Unix connect has no "in progress". */
 		uint64_t delay = CONNECT_RETRY_MIN << MIN(c->connect_retries, 7U);
@@ -707,6 +745,8 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 	if (revents & EPOLLERR) {
 		if (e == &c->client) {
 			/* The client reset the connection: nothing more can reach it. */
+			log_debug_errno(backend_connect_finish(fd),
+					"Connection %" PRIu64 ": client socket error: %m", c->id);
 			connection_abort(c);
 			return 0;
 		}

@@ -83,6 +83,7 @@ struct connection {
 	sd_event_source *timer;
 	uint64_t timer_at;
 	bool connecting;
+	bool waiting_fd;	/* out of fds for the backend socket; see proxy->n_waiting_fd */
 	unsigned connect_retries;
 	enum sr_fallback_reason fallback;
 	struct connection *prev, *next;

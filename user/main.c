@@ -60,17 +60,15 @@ static int setup_kernel_path(struct bpf_state **ret)
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
-	struct proxy p = {
-		.backend = &arg_backend,
-		.kernel_upload = arg_kernel_upload,
-		.upload_sndbuf = arg_upload_sndbuf,
-		.drain_timeout = arg_drain_timeout_usec,
-	};
+	struct proxy p = {};
 	int r;
 
 	r = parse_argv(argc, argv);
 	if (r <= 0)
 		return r;
+	p.backend = &arg_backend;
+	p.upload_sndbuf = arg_upload_sndbuf;
+	p.drain_timeout = arg_drain_timeout_usec;
 
 	const char *e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
 	if (e && parse_size(e, 0, USEC_PER_SEC, &p.debug_insert_delay) < 0)

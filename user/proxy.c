@@ -16,6 +16,8 @@
 #define ACCEPT_BATCH 64
 /* Out of fds: try accepting again after this, or as soon as a connection closes. */
 #define ACCEPT_PAUSE (1 * USEC_PER_SEC)
+/* Pauses within this window after a logged one are logged at debug level. */
+#define ACCEPT_PAUSE_LOG_INTERVAL (60 * USEC_PER_SEC)
 /* Connect failures within this window after a logged one are only counted. */
 #define CONNECT_FAIL_LOG_INTERVAL (5 * USEC_PER_SEC)
 
@@ -26,10 +28,15 @@ static void listeners_enable(struct proxy *p, bool on)
 						  on ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
-static void accept_resume(struct proxy *p)
+void proxy_resume_accept(struct proxy *p)
 {
+	/* Fds freed now go first to connections we already accepted. */
 	if (!p->accept_paused || p->stopping)
 		return;
+	if (p->n_waiting_fd > 0) {
+		log_debug("Not accepting yet: %u connection(s) wait for fds.", p->n_waiting_fd);
+		return;
+	}
 	p->accept_paused = false;
 	(void)sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
 	listeners_enable(p, true);
@@ -38,29 +45,35 @@ static void accept_resume(struct proxy *p)
 
 static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata)
 {
-	accept_resume(userdata);
+	proxy_resume_accept(userdata);
 	return 0;
 }
 
-static void accept_pause(struct proxy *p, int error)
+void proxy_pause_accept(struct proxy *p, int error)
 {
 	int r;
+
+	uint64_t now = now_usec();
 
 	/*
 	 * accept() fails with EMFILE while the connection stays queued, so epoll would report
 	 * the listener again at once: stop watching until an fd is freed, or a second passes.
 	 */
-	if (!p->accept_paused)
-		log_warning_errno(error, "Failed to accept a connection: %m. Pausing accepting until "
-					 "a connection closes.");
+	/* Spare pipes are fds too: give them back first. */
+	pipe_pool_clear(&p->pipes);
+	if (p->accept_paused)
+		return;
+	if (!p->accept_pause_logged_at || now - p->accept_pause_logged_at > ACCEPT_PAUSE_LOG_INTERVAL) {
+		log_warning_errno(error, "Out of file descriptors (%m): pausing accepting until a "
+					 "connection closes.");
+		p->accept_pause_logged_at = now;
+	} else
+		log_debug_errno(error, "Out of file descriptors (%m): pausing accepting.");
 	p->accept_paused = true;
 	listeners_enable(p, false);
 
-	if (!p->accept_resume)
-		r = sd_event_add_time_relative(p->event, &p->accept_resume, CLOCK_MONOTONIC,
-					       ACCEPT_PAUSE, 0, on_accept_resume, p);
-	else
-		r = sd_event_source_set_time_relative(p->accept_resume, ACCEPT_PAUSE);
+	/* The source exists from start-up: creating one now could need the fd we lack. */
+	r = sd_event_source_set_time_relative(p->accept_resume, ACCEPT_PAUSE);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(p->accept_resume, SD_EVENT_ONESHOT);
 	if (r < 0)
@@ -84,7 +97,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				accept_pause(p, errno);
+				proxy_pause_accept(p, errno);
 				return 0;
 			case EINTR:
 			case ECONNABORTED:
@@ -142,7 +155,7 @@ void proxy_connection_closed(struct proxy *p)
 			(void)sd_event_exit(p->event, 0);
 		return;
 	}
-	accept_resume(p);
+	proxy_resume_accept(p);
 }
 
 static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
@@ -223,6 +236,21 @@ int proxy_run(struct proxy *p)
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch signals: %m");
 
+	/*
+	 * Created now and kept: its timerfd, shared by every CLOCK_MONOTONIC timer, must not
+	 * have to be opened when fds run out.
+	 */
+	r = sd_event_add_time_relative(p->event, &p->accept_resume, CLOCK_MONOTONIC, ACCEPT_PAUSE, 0,
+				       on_accept_resume, p);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up the accept timer: %m");
+
+	r = pipe_pool_init(&p->pipes);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open the reserve pipe: %m");
+
 	r = grace_new(p->event, on_grace, p, &p->grace);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up grace periods: %m");
@@ -265,6 +293,6 @@ void proxy_done(struct proxy *p)
 	p->accept_resume = sd_event_source_disable_unref(p->accept_resume);
 	p->drain_timer = sd_event_source_disable_unref(p->drain_timer);
 	p->grace = grace_free(p->grace);
-	pipe_pool_clear(&p->pipes);
+	pipe_pool_done(&p->pipes);
 	p->event = sd_event_unref(p->event);
 }

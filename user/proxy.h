@@ -32,7 +32,10 @@ struct proxy {
 	uint64_t next_id;
 
 	bool accept_paused;	/* out of fds: listeners off until a connection closes */
+	unsigned n_waiting_fd;	/* accepted connections waiting for an fd to connect: served
+				 * before any new client is accepted */
 	sd_event_source *accept_resume;
+	uint64_t accept_pause_logged_at;
 
 	/* Connect failures are logged once per burst, then counted. */
 	uint64_t connect_fail_logged_at;
@@ -54,6 +57,13 @@ void proxy_done(struct proxy *p);
 
 /* Called by a connection when it is freed: maybe resume accepting, maybe finish a drain. */
 void proxy_connection_closed(struct proxy *p);
+/* Resume accepting after an fd shortage, unless accepted connections still wait for fds. */
+void proxy_resume_accept(struct proxy *p);
+/*
+ * Out of fds (error is EMFILE or ENFILE): stop accepting until a connection closes, so that the
+ * connections we have can still get the fds they need. Logs once per pause.
+ */
+void proxy_pause_accept(struct proxy *p, int error);
 /* Log a backend connect failure, once per burst. */
 void proxy_log_connect_failure(struct proxy *p, int error);
 

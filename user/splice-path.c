@@ -18,17 +18,9 @@
 /* Splice calls per flow per wakeup, so that one busy flow can't starve the others. */
 #define SPLICE_BATCH 16
 
-static int pipe_get(struct pipe_pool *pool, struct sr_pipe **ret)
+static int pipe_open(struct sr_pipe **ret)
 {
-	struct sr_pipe *p = pool->free;
-
-	if (p) {
-		pool->free = p->next;
-		pool->n_free--;
-		p->next = NULL;
-		*ret = p;
-		return 0;
-	}
+	struct sr_pipe *p;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -43,6 +35,34 @@ static int pipe_get(struct pipe_pool *pool, struct sr_pipe **ret)
 	return 0;
 }
 
+static int pipe_get(struct pipe_pool *pool, struct sr_pipe **ret)
+{
+	struct sr_pipe *p = pool->free;
+	int r;
+
+	if (p) {
+		pool->free = p->next;
+		pool->n_free--;
+		p->next = NULL;
+		*ret = p;
+		return 0;
+	}
+
+	r = pipe_open(ret);
+	if ((r == -EMFILE || r == -ENFILE) && pool->reserve && !pool->reserve_lent) {
+		pool->reserve_lent = true;
+		*ret = pool->reserve;
+		return 0;
+	}
+	return r;
+}
+
+int pipe_pool_init(struct pipe_pool *pool)
+{
+	*pool = (struct pipe_pool){};
+	return pipe_open(&pool->reserve);
+}
+
 static void pipe_close(struct sr_pipe *p)
 {
 	safe_close(p->fd[0]);
@@ -53,6 +73,10 @@ static void pipe_close(struct sr_pipe *p)
 /* Only an empty pipe may go back: a pipe with bytes in it belongs to its flow. */
 static void pipe_put(struct pipe_pool *pool, struct sr_pipe *p)
 {
+	if (p == pool->reserve) {
+		pool->reserve_lent = false;
+		return;
+	}
 	if (pool->n_free >= PIPE_POOL_MAX) {
 		pipe_close(p);
 		return;
@@ -73,13 +97,27 @@ void pipe_pool_clear(struct pipe_pool *pool)
 	pool->n_free = 0;
 }
 
+void pipe_pool_done(struct pipe_pool *pool)
+{
+	pipe_pool_clear(pool);
+	if (pool->reserve)
+		pipe_close(pool->reserve);
+	pool->reserve = NULL;
+}
+
 void splice_flow_release(struct pipe_pool *pool, struct flow *f)
 {
 	if (!f->pipe)
 		return;
 	if (f->in_pipe == 0)
 		pipe_put(pool, f->pipe);
-	else
+	else if (f->pipe == pool->reserve) {
+		/* Bytes stuck in the reserve die with their connection; the reserve is renewed. */
+		pipe_close(f->pipe);
+		pool->reserve = NULL;
+		pool->reserve_lent = false;
+		(void)pipe_open(&pool->reserve);
+	} else
 		pipe_close(f->pipe);
 	f->pipe = NULL;
 	f->in_pipe = 0;

@@ -19,9 +19,19 @@ struct sr_pipe {
 struct pipe_pool {
 	struct sr_pipe *free;
 	size_t n_free;
+	/*
+	 * Opened at start-up and lent only when pipe2() fails for lack of fds. Pipes are borrowed
+	 * for a moment, so one is enough for every connection to make progress in turn; without
+	 * it, connections that each hold their sockets could all wait for a pipe forever.
+	 */
+	struct sr_pipe *reserve;
+	bool reserve_lent;
 };
 
+int pipe_pool_init(struct pipe_pool *pool);
+/* Close the spare pipes (not the reserve): when fds run out, and at exit. */
 void pipe_pool_clear(struct pipe_pool *pool);
+void pipe_pool_done(struct pipe_pool *pool);
 
 /* What splice_flow_move() did. */
 enum splice_result {
