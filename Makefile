@@ -31,7 +31,7 @@ TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address
 
 # Debian packages: to build, to test, and for the demo.
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
-DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps psmisc
+DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc
 
 ifeq ($(V),1)
 Q =

@@ -20,6 +20,7 @@ T=""
 BACKEND_PID=""
 PROXY_PID=""
 declare -a BG_PIDS=()
+declare -a PIN_NAMES=() # instance names used, so that cleanup can remove their pins
 
 log() { echo "# $*"; }
 skip() {
@@ -53,6 +54,11 @@ cleanup() {
 		[ -n "$p" ] && kill -KILL "$p" 2>/dev/null
 	done
 	wait 2>/dev/null
+	# A killed sockredir leaves its pins behind (by design: a restart replaces them).
+	for n in "${PIN_NAMES[@]}"; do
+		rm -rf "/sys/fs/bpf/sockredir/$n"
+	done
+	rmdir /sys/fs/bpf/sockredir 2>/dev/null
 	[ -n "$T" ] && [ -z "${KEEP_TMP:-}" ] && rm -rf "$T"
 	exit $rc
 }
@@ -111,6 +117,7 @@ PROXY_N=0
 start_proxy() {
 	PROXY_N=$((PROXY_N + 1))
 	PROXY_NAME=test$$-$PROXY_N
+	PIN_NAMES+=("$PROXY_NAME")
 	PROXY_LOG=$T/proxy$PROXY_N.log
 	systemd-socket-activate -l "127.0.0.1:$PORT" ${PROXY_ENV:-} \
 		"$SOCKREDIR" --name "$PROXY_NAME" "$@" "$T/backend.sock" 2>"$PROXY_LOG" &

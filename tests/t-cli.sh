@@ -82,6 +82,7 @@ start_backend echo
 	"$T/backend.sock" 2>"$T/proxy-listen.log" &
 PROXY_PID=$!
 PROXY_NAME=cli$$
+PIN_NAMES+=("$PROXY_NAME")
 PROXY_LOG=$T/proxy-listen.log
 wait_for "--listen sockets" 5 test -S "$T/front.sock"
 client --test rr --size 64K --rounds 100 || fail "TCP --listen"

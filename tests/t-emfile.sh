@@ -10,6 +10,7 @@ systemd-socket-activate -l "127.0.0.1:$PORT" bash -c 'ulimit -n 64 && exec "$@"'
 	"$SOCKREDIR" --name emfile$$ --mode bpf "$T/backend.sock" 2>"$T/proxy.log" &
 PROXY_PID=$!
 PROXY_NAME=emfile$$
+PIN_NAMES+=("$PROXY_NAME")
 PROXY_LOG=$T/proxy.log
 wait_for "listener" 5 port_listening "$PORT"
 client --test rr --size 1K --quiet || fail "first connection"
