@@ -144,9 +144,15 @@ proxy_activate() {
 
 # stop_proxy: SIGTERM, expect exit status 0 and the pins gone.
 stop_proxy() {
-	local rc=0
 	[ -n "$PROXY_PID" ] || return 0
 	kill -TERM "$PROXY_PID" 2>/dev/null || true
+	wait_proxy
+}
+
+# wait_proxy: wait for an exit already asked for; expect status 0 and the pins gone.
+wait_proxy() {
+	local rc=0
+	[ -n "$PROXY_PID" ] || return 0
 	wait "$PROXY_PID" || rc=$?
 	PROXY_PID=""
 	[ $rc = 0 ] || fail "sockredir exited with status $rc after SIGTERM"

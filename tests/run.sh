@@ -3,7 +3,7 @@
 # Run every test (tests/t-*.sh, or those named as arguments), one line each, then the totals.
 # A test passes with status 0, is skipped with 77 (it prints why), and fails otherwise.
 cd "$(dirname "$0")/.." || exit 1
-logs=.output/test-logs
+logs=${TEST_LOG_DIR:-.output/test-logs}
 mkdir -p "$logs"
 pass=0 failed=0 skipped=0
 start_all=$SECONDS

@@ -27,18 +27,25 @@ accepted_at_term=$(bpftool map dump pinned "/sys/fs/bpf/sockredir/$PROXY_NAME/sr
 client --test connect-only --expect-eof-within 100 --quiet >/dev/null 2>&1 &
 BG_PIDS+=($!)
 wait $cpid || fail "the in-flight download failed during the drain: $(cat "$T/client.out")"
-stop_proxy # already stopping: checks status 0 and the pins
+wait_proxy
 grep -q 'waiting up to 10000 ms for' "$PROXY_LOG" || fail "the drain was not announced"
 [ "$(summary accepted)" = "$accepted_at_term" ] || fail "a connection was accepted after SIGTERM"
 
+open_connections() {
+	bpftool map dump pinned "/sys/fs/bpf/sockredir/$PROXY_NAME/sr_proxy_stats" 2>/dev/null |
+		grep -q "\"open\": $1,"
+}
+
 # 2. Past --drain-timeout, open connections are closed and the exit is still clean.
 start_proxy --mode bpf --drain-timeout 1s
+proxy_activate
+wait_for "the activation connection to end" 5 open_connections 0
 client --test up --size 64G --timeout 30 >/dev/null 2>&1 &
 cpid=$!
-sleep 0.3
+wait_for "the upload to start" 5 open_connections 1
 start=$(date +%s%N)
 kill -TERM "$PROXY_PID"
-stop_proxy
+wait_proxy
 ms=$((($(date +%s%N) - start) / 1000000))
 log "exited ${ms} ms after SIGTERM with --drain-timeout 1s"
 [ $ms -ge 900 ] && [ $ms -lt 3000 ] || fail "exit took ${ms} ms, want about 1000"
@@ -53,7 +60,7 @@ sleep 0.3
 kill -TERM "$PROXY_PID"
 sleep 0.2
 kill -TERM "$PROXY_PID"
-stop_proxy
+wait_proxy
 grep -q 'again: closing all connections now' "$PROXY_LOG" || fail "second SIGTERM not handled"
 wait $cpid && fail "the client should have been cut off"
 echo "ok"

@@ -26,7 +26,7 @@
 #include "splice-path.h"
 
 /* Polling the drain probe: first check at once, then back off to this. */
-#define DRAIN_POLL_MIN (20 * USEC_PER_MSEC / 1000)
+#define DRAIN_POLL_MIN 20 /* µs */
 #define DRAIN_POLL_MAX (10 * USEC_PER_MSEC)
 /* After the backend is gone and the reply is out, how long the client may take to close. */
 #define LINGER_TIMEOUT (5 * USEC_PER_SEC)
@@ -42,6 +42,7 @@
 #define SETTLE_ROUNDS_MAX 32
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /*
  * A proxy must not delay what it relays: with Nagle on, a reply's last partial segment waits
@@ -55,7 +56,6 @@ static void tcp_nodelay(int fd)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_debug_errno(errno, "Failed to set TCP_NODELAY, ignoring: %m");
 }
-static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 uint64_t now_usec(void)
 {
@@ -341,14 +341,18 @@ static int flow_drain(struct flow *f)
 	if (f->dst->hup && f->dst != &f->conn->client)
 		return flow_dst_gone(f);
 
-	if (f->src->is_unix) {
-		r = flow_move_held(f, &eof);
-		if (r <= 0)
-			goto out;
-	}
 	r = kernel_flow_src_pending(f, &pending);
 	if (r < 0)
 		goto out;
+	if (f->src->is_unix && (pending > 0 || f->buf_len > 0)) {
+		/* Usually nothing is left: only then is a buffer allocated and read into. */
+		r = flow_move_held(f, &eof);
+		if (r <= 0)
+			goto out;
+		r = kernel_flow_src_pending(f, &pending);
+		if (r < 0)
+			goto out;
+	}
 	if (pending > 0) {
 		/* The verdict has yet to see them (TCP), or held bytes are on their way (Unix). */
 		if (f->backoff == 0)
@@ -368,6 +372,7 @@ out:
 }
 
 static void flow_settled(struct flow *f);
+static void connection_start_upload(struct connection *c, bool kernel);
 
 /*
  * A Unix source had bytes queued before it joined sr_verdict. The verdict would see them only
@@ -417,6 +422,7 @@ static int flow_settle(struct flow *f)
 		return 0;
 	if (eof || f->src->rdhup) {
 		flow_set_state(f, FLOW_DRAINING);
+		connection_start_upload(f->conn, false);
 		return flow_drain(f);
 	}
 
@@ -434,8 +440,6 @@ static int flow_settle(struct flow *f)
 	return 0;
 }
 
-static int flow_start_upload_kernel(struct connection *c);
-
 static void flow_settled(struct flow *f)
 {
 	struct connection *c = f->conn;
@@ -444,9 +448,7 @@ static void flow_settled(struct flow *f)
 		  f->settle_rounds + 1);
 	flow_set_state(f, FLOW_OPEN);
 	f->waits = WAIT_SRC_RDHUP;
-	/* --kernel-upload waited for the download to settle before inserting the client. */
-	if (f == &c->down && c->up.state == FLOW_IDLE)
-		(void)flow_start_upload_kernel(c);
+	connection_start_upload(c, true);
 }
 
 static int flow_run(struct flow *f)
@@ -544,9 +546,9 @@ void connection_run(struct connection *c)
 	if (c->backend.hup && c->down.state == FLOW_DONE && c->up.state == FLOW_OPEN) {
 		if (c->up.kernel) {
 			/* The verdict drops what it can't redirect; the client's close stays clean. */
-			c->up.state = FLOW_DONE;
+			flow_set_state(&c->up, FLOW_DONE);
 		} else if (c->up.in_pipe == 0) {
-			c->up.state = FLOW_DISCARD;
+			flow_set_state(&c->up, FLOW_DISCARD);
 			c->up.deadline = now_usec() + LINGER_TIMEOUT;
 			(void)flow_run(&c->up);
 		}
@@ -566,23 +568,31 @@ void connection_run(struct connection *c)
 	}
 }
 
-static int flow_start_upload_kernel(struct connection *c)
+/*
+ * Start the client->backend flow. With --kernel-upload it waits until the download has settled
+ * (a client inserted earlier could have its bytes redirected while we still move the backend's
+ * by hand), and it goes to the kernel only if the download did (kernel true).
+ */
+static void connection_start_upload(struct connection *c, bool kernel)
 {
 	struct proxy *p = c->proxy;
 	bool settle = false;
-	int reason;
+	int reason = SR_FALLBACK_MODE;
 
-	reason = kernel_path_attach_upload(c, &settle);
+	if (c->up.state != FLOW_IDLE)
+		return;
+	if (kernel && p->kernel_upload)
+		reason = kernel_path_attach_upload(c, &settle);
 	if (reason == 0) {
 		p->stats->kernel_upload++;
 		c->up.kernel = true;
-		c->up.state = settle ? FLOW_SETTLING : FLOW_OPEN;
-	} else {
+		flow_set_state(&c->up, settle ? FLOW_SETTLING : FLOW_OPEN);
+		return;
+	}
+	if (p->kernel_upload)
 		log_debug("Connection %" PRIu64 ": client->backend stays on splice (reason %d).",
 			  c->id, reason);
-		c->up.state = FLOW_OPEN;
-	}
-	return 0;
+	flow_set_state(&c->up, FLOW_OPEN);
 }
 
 static const char *const fallback_text[_SR_FALLBACK_MAX] = {
@@ -625,15 +635,14 @@ static void connection_connected(struct connection *c)
 	if (reason == 0) {
 		p->stats->kernel++;
 		c->down.kernel = true;
-		c->down.state = settle ? FLOW_SETTLING : FLOW_OPEN;
-		if (!p->kernel_upload)
-			c->up.state = FLOW_OPEN;
-		else if (!settle)
-			(void)flow_start_upload_kernel(c);
-		/* else: the upload starts once the download has settled */
+		flow_set_state(&c->down, settle ? FLOW_SETTLING : FLOW_OPEN);
+		/* With --kernel-upload, a settling download starts the upload when it is done. */
+		if (!settle || !p->kernel_upload)
+			connection_start_upload(c, true);
 	} else {
 		connection_fallback(c, reason);
-		c->up.state = c->down.state = FLOW_OPEN;
+		flow_set_state(&c->down, FLOW_OPEN);
+		connection_start_upload(c, false);
 	}
 	connection_run(c);
 }
