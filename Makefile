@@ -27,11 +27,13 @@ USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wer
 
 USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
-TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address
+BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
+TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(BENCH_PROGS)
 
 # Debian packages: to build, to test, and for the demo.
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc
+DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf
 
 ifeq ($(V),1)
 Q =
@@ -43,7 +45,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean deps demo test check install uninstall format
+.PHONY: all clean deps demo test check bench install uninstall format
 
 all: $(OUTPUT)/sockredir
 
@@ -90,9 +92,14 @@ $(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
 
+# The benchmark's own client and backend: bench/NAME.c -> .output/bench-NAME.
+$(OUTPUT)/bench-%: bench/%.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $< -lm -o $@
+
 # Install missing Debian packages when root; otherwise say what to run.
 deps:
-	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST); do \
+	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 			|| missing="$$missing $$p"; \
 	done; \
@@ -115,6 +122,11 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
 	@tests/run.sh
+
+# `make bench` (about 15 minutes) or `make bench QUICK=1` (about 1 minute).
+bench: deps
+	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer $(BENCH_PROGS)
+	@QUICK=$(QUICK) bench/run.sh
 
 check: test
 
