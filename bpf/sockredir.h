@@ -90,6 +90,9 @@ struct sr_proxy_stats {
 	__u64 spliced_bytes[_SR_DIR_MAX];    /* bytes moved by the userspace path, per direction */
 	__u64 flushed_bytes;		     /* backend bytes queued before insertion, sent by hand */
 	__u64 drain_checks;		     /* psock backlog checks run before shutdown or close */
+	__u64 peek_failed;		     /* no valid Host or SNI (malformed, too long, timeout) */
+	__u64 idle_closed;		     /* closed by --idle-timeout */
+	__u64 reloads;			     /* successful SIGHUP reloads */
 };
 
 /*

@@ -1,13 +1,14 @@
 #!/bin/bash
-# With no backend listening, a client gets EOF within 1 s and the proxy keeps serving; once the
-# backend is back, the next client is served.
+# With no backend listening, a client gets EOF within 1 s (with --connect-timeout 0: a single
+# attempt; the default waits for the backend to appear, see t-failover) and the proxy keeps
+# serving; once the backend is back, the next client is served.
 . "$(dirname "$0")/lib.sh"
 setup "$@"
 
 one_mode() {
 	stop_backend
 	rm -f "$T/backend.sock"
-	start_proxy $1
+	start_proxy $1 --connect-timeout 0
 	for i in 1 2 3; do
 		client --test connect-only --expect-eof-within 1000 || fail "no EOF within 1 s without a backend ($1)"
 	done

@@ -20,7 +20,32 @@ expect 2 "Invalid BACKEND 'foo'" foo
 expect 2 "Invalid BACKEND 'relative.sock'" relative.sock
 expect 2 "Invalid BACKEND '127.0.0.1:99999': port" 127.0.0.1:99999
 expect 2 "Invalid BACKEND '\[::1\]': missing ':PORT'" '[::1]'
-expect 2 "Too many arguments: '/b'" /a /b
+expect 2 "Invalid BACKEND 'b'" /a b
+expect 2 "Invalid --route 'web': expected NAME=BACKEND" --route web
+expect 2 "Invalid --route 'web=x': backend: not an address" --route web=x
+expect 2 "Invalid --route-host 'bad name=/a': 'bad name' is not a host name" --route-host 'bad name=/a'
+expect 2 "Invalid --route-host '\*=/a'" --route-host '*=/a'
+expect 2 "Invalid --balance 'random'" --balance random /a
+expect 2 "Invalid --proxy-protocol 'v3'" --proxy-protocol v3 /a
+expect 2 "Invalid --peek-fail 'drop'" --peek-fail drop /a
+expect 2 "Invalid --max-fails '0'" --max-fails 0 /a
+expect 2 "Invalid --keepalive 'soon'" --keepalive=soon /a
+expect 2 "Invalid --connect-timeout '-1'" --connect-timeout -1 /a
+expect 2 "Failed to open config file $T/none.conf" --config "$T/none.conf" /a
+printf 'mode = bpf\n# a comment\n\nnope = 1\n' >"$T/bad1.conf"
+expect 2 "$T/bad1.conf:4: Unknown option 'nope'" --config "$T/bad1.conf" /a
+printf 'balance = least-conn\nmode = fast\n' >"$T/bad2.conf"
+expect 2 "$T/bad2.conf:2: Invalid mode 'fast'" --config "$T/bad2.conf" /a
+printf 'route-host\n' >"$T/bad3.conf"
+expect 2 "$T/bad3.conf:1: Expected 'key = value'" --config "$T/bad3.conf" /a
+printf 'config = /etc/other.conf\n' >"$T/bad4.conf"
+expect 2 "$T/bad4.conf:1: Invalid config" --config "$T/bad4.conf" /a
+printf 'backend =\n' >"$T/bad5.conf"
+expect 2 "$T/bad5.conf:1: Missing value for 'backend'" --config "$T/bad5.conf" /a
+expect 1 "--route web: no inherited socket is named 'web'" --mode splice --listen 127.0.0.1:$PORT \
+	--route web=/a
+expect 1 "Socket '127.0.0.1:$PORT' has no --route and there is no default BACKEND" --mode splice \
+	--listen 127.0.0.1:$PORT --route-host example.com=/a
 expect 2 'unrecognized option' --no-such-option /a
 expect 2 "Invalid --mode 'fast'" --mode fast /a
 expect 2 "Invalid --listen address 'nope'" --listen nope /a
@@ -33,7 +58,7 @@ expect 1 'No listening socket' --mode splice /a
 
 # Every long option in --help is one getopt knows (a typo in either would show here).
 "$SOCKREDIR" --help | grep -oE -- '--[a-z-]+' | sort -u | while read -r opt; do
-	case $opt in --help | --version | --kernel-upload | --verbose) args=() ;; *) args=(x) ;; esac
+	case $opt in --help | --version | --kernel-upload | --verbose | --keepalive) args=() ;; *) args=(x) ;; esac
 	out=$("$SOCKREDIR" "$opt" "${args[@]}" /a 2>&1 || true)
 	! grep -q 'unrecognized option' <<<"$out" || fail "--help lists $opt, but it is not an option"
 done

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "setup.h"
 #include "bpf-loader.h"
 #include "connection.h"
 #include "kernel-path.h"
@@ -30,12 +31,6 @@
 #define DRAIN_POLL_MAX (10 * USEC_PER_MSEC)
 /* After the backend is gone and the reply is out, how long the client may take to close. */
 #define LINGER_TIMEOUT (5 * USEC_PER_SEC)
-/* A Unix listener with a full backlog: retry connecting for this long. */
-#define CONNECT_RETRY_MIN (1 * USEC_PER_MSEC)
-#define CONNECT_RETRY_MAX (100 * USEC_PER_MSEC)
-#define CONNECT_RETRY_TOTAL (5 * USEC_PER_SEC)
-/* Out of fds for a pipe: try again after this. */
-#define FD_RETRY (50 * USEC_PER_MSEC)
 /* A destination backlog that does not shrink for this long belongs to a client that left. */
 #define DRAIN_STALL_TIMEOUT (60 * USEC_PER_SEC)
 /* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
@@ -43,19 +38,6 @@
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-/*
- * A proxy must not delay what it relays: with Nagle on, a reply's last partial segment waits
- * for the client's delayed ACK, and the kernel path's backlog worker was seen to stall a
- * 64 KiB round trip that way.
- */
-static void tcp_nodelay(int fd)
-{
-	int one = 1;
-
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
-		log_debug_errno(errno, "Failed to set TCP_NODELAY, ignoring: %m");
-}
 
 uint64_t now_usec(void)
 {
@@ -93,13 +75,12 @@ static void connection_free(struct connection *c)
 {
 	struct proxy *p = c->proxy;
 
+	setup_done(c);
 	splice_flow_release(&p->pipes, &c->up);
 	splice_flow_release(&p->pipes, &c->down);
 	free(c->up.buf);
 	free(c->down.buf);
 	c->timer = sd_event_source_disable_unref(c->timer);
-	if (c->waiting_fd)
-		p->n_waiting_fd--;
 
 	/* Closing takes the sockets out of the sockhashes; the peer entries we remove. */
 	end_close(&c->client);
@@ -125,7 +106,7 @@ void connection_abort(struct connection *c)
 	connection_free(c);
 }
 
-static int end_watch(struct end *e, uint32_t events)
+int connection_watch(struct end *e, uint32_t events)
 {
 	sd_event *event = e->conn->proxy->event;
 	int r;
@@ -155,7 +136,7 @@ static int end_watch(struct end *e, uint32_t events)
 	return 0;
 }
 
-static int connection_arm_timer(struct connection *c, uint64_t at)
+int connection_arm_timer(struct connection *c, uint64_t at)
 {
 	int r;
 
@@ -214,9 +195,9 @@ static int connection_update(struct connection *c)
 	uint64_t tu = flow_timer(&c->up), td = flow_timer(&c->down), t;
 	int r;
 
-	r = end_watch(&c->client, end_events(c, &c->client));
+	r = connection_watch(&c->client, end_events(c, &c->client));
 	if (r >= 0)
-		r = end_watch(&c->backend, end_events(c, &c->backend));
+		r = connection_watch(&c->backend, end_events(c, &c->backend));
 	if (r < 0)
 		return r;
 	t = tu && td ? MIN(tu, td) : tu ? tu : td;
@@ -527,7 +508,7 @@ void connection_run(struct connection *c)
 {
 	int r;
 
-	if (c->connecting)
+	if (c->phase != PHASE_RUN)
 		return;
 
 	r = flow_run(&c->down);
@@ -618,14 +599,14 @@ static void connection_fallback(struct connection *c, int reason)
 		log_debug("Connection %" PRIu64 " uses splice: %s.", c->id, fallback_text[reason]);
 }
 
-static void connection_connected(struct connection *c)
+void connection_start(struct connection *c)
 {
 	struct proxy *p = c->proxy;
 	bool settle = false;
 	int reason = SR_FALLBACK_MODE;
 
-	c->connecting = false;
-	c->backend.is_unix = p->backend->sa.sa_family == AF_UNIX;
+	c->phase = PHASE_RUN;
+	c->last_active = now_usec();
 
 	if (p->debug_insert_delay)
 		usleep((useconds_t)p->debug_insert_delay);
@@ -647,86 +628,13 @@ static void connection_connected(struct connection *c)
 	connection_run(c);
 }
 
-static void connection_set_waiting_fd(struct connection *c, bool waiting)
-{
-	struct proxy *p = c->proxy;
-
-	if (c->waiting_fd == waiting)
-		return;
-	c->waiting_fd = waiting;
-	if (waiting) {
-		p->n_waiting_fd++;
-		return;
-	}
-	p->n_waiting_fd--;
-	proxy_resume_accept(p);
-}
-
-static int connection_start_connect(struct connection *c)
-{
-	struct proxy *p = c->proxy;
-	int fd = -EBADF, r;
-
-	r = backend_connect(p->backend, &fd);
-	if (r == -EMFILE || r == -ENFILE) {
-		/*
-		 * Out of fds: keep the client, stop accepting more, and try again until
-		 * connections give fds back. The client waits as it would in the backlog.
-		 */
-		log_debug_errno(r, "Connection %" PRIu64 ": no fd for the backend socket (%m), "
-				   "retrying.", c->id);
-		proxy_pause_accept(p, r);
-		connection_set_waiting_fd(c, true);
-		c->connecting = true;
-		return connection_arm_timer(c, now_usec() + FD_RETRY);
-	}
-	connection_set_waiting_fd(c, false);
-	if (r == -EAGAIN && p->backend->sa.sa_family == AF_UNIX) {
-		/* The backend's listen backlog is full; a Unix connect has no "in progress". */
-		uint64_t delay = CONNECT_RETRY_MIN << MIN(c->connect_retries, 7U);
-
-		if ((uint64_t)c->connect_retries * CONNECT_RETRY_MAX < CONNECT_RETRY_TOTAL) {
-			c->connect_retries++;
-			c->connecting = true;
-			return connection_arm_timer(c, now_usec() + MIN(delay, CONNECT_RETRY_MAX));
-		}
-	}
-	if (r < 0)
-		return r;
-
-	c->backend.fd = fd;
-	c->backend.conn = c;
-	if (p->backend->sa.sa_family != AF_UNIX)
-		tcp_nodelay(fd);
-	if (r == 1) {
-		connection_connected(c);
-		return 0;
-	}
-	c->connecting = true;
-	return end_watch(&c->backend, EPOLLOUT);
-}
-
-static void connection_connect_failed(struct connection *c, int r)
-{
-	uint8_t sink[4096];
-
-	proxy_log_connect_failure(c->proxy, r);
-	/* Read what the client already sent, so that close() sends a FIN, not a reset. */
-	while (recv(c->client.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-		;
-	connection_free(c);
-}
-
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct connection *c = userdata;
-	int r;
 
 	c->timer_at = 0;
-	if (c->connecting && c->backend.fd < 0) {
-		r = connection_start_connect(c);
-		if (r < 0)
-			connection_connect_failed(c, r);
+	if (c->phase != PHASE_RUN) {
+		setup_run(c, NULL, 0);
 		return 0;
 	}
 	c->up.waits &= ~WAIT_TIMER;
@@ -739,15 +647,9 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct end *e = userdata;
 	struct connection *c = e->conn;
-	int r;
 
-	if (c->connecting) {
-		r = backend_connect_finish(fd);
-		if (r < 0) {
-			connection_connect_failed(c, r);
-			return 0;
-		}
-		connection_connected(c);
+	if (c->phase != PHASE_RUN) {
+		setup_run(c, e, revents);
 		return 0;
 	}
 
@@ -773,37 +675,21 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 	return 0;
 }
 
-int connection_new(struct proxy *p, int client_fd, bool client_is_unix)
+int connection_bytes(struct connection *c, uint64_t *ret)
 {
-	struct connection *c;
+	uint64_t total = c->up.bytes + c->down.bytes;
+	struct sr_peer peer;
 	int r;
 
-	if (!client_is_unix)
-		tcp_nodelay(client_fd);
-
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		safe_close(client_fd);
-		return -ENOMEM;
+	/* Bytes sr_redirect moved are counted per receiving socket in sr_peers. */
+	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
+		if (!f->kernel || !f->src->has_peer)
+			continue;
+		r = bpf_peer_get(c->proxy->bpf, f->src->cookie, &peer);
+		if (r < 0)
+			return r;
+		total += peer.bytes;
 	}
-	c->proxy = p;
-	c->id = ++p->next_id;
-	c->client = (struct end){ .conn = c, .fd = client_fd, .is_unix = client_is_unix };
-	c->backend = (struct end){ .conn = c, .fd = -EBADF };
-	c->up = (struct flow){ .conn = c, .dir = SR_DIR_UP, .src = &c->client, .dst = &c->backend };
-	c->down = (struct flow){
-		.conn = c, .dir = SR_DIR_DOWN, .src = &c->backend, .dst = &c->client
-	};
-
-	c->next = p->connections;
-	if (c->next)
-		c->next->prev = c;
-	p->connections = c;
-	p->stats->accepted++;
-	p->stats->open++;
-
-	r = connection_start_connect(c);
-	if (r < 0)
-		connection_connect_failed(c, r);
+	*ret = total;
 	return 0;
 }

@@ -15,6 +15,9 @@
 struct proxy;
 struct connection;
 struct sr_pipe;
+struct route;
+struct backend;
+struct listener;
 
 /* One socket of a connection. */
 struct end {
@@ -39,6 +42,9 @@ enum flow_state {
 	FLOW_DISCARD,	/* the destination is gone: reading and dropping until the source ends */
 	FLOW_DONE,	/* the destination's write side is shut down (or it is gone) */
 };
+
+/* Out of fds (for a pipe or a backend socket): try again after this. */
+#define FD_RETRY (50 * USEC_PER_MSEC)
 
 /* Why a flow waits; the connection turns these into epoll events and a timer. */
 enum {
@@ -75,26 +81,52 @@ struct flow {
 	uint64_t last_pending;	/* drain progress: the destination's backlog at the last poll */
 };
 
+/* A connection first chooses and reaches its backend (setup.c), then moves bytes. */
+enum connection_phase {
+	PHASE_PEEK,	/* reading the client's Host or SNI to choose a route */
+	PHASE_CONNECT,	/* connecting to a backend of the route, with failover */
+	PHASE_RUN,	/* both flows running */
+};
+
 struct connection {
 	struct proxy *proxy;
 	uint64_t id;
+	enum connection_phase phase;
 	struct end client, backend;
 	struct flow up, down; /* up: client -> backend; down: backend -> client */
 	sd_event_source *timer;
 	uint64_t timer_at;
-	bool connecting;
-	bool waiting_fd;	/* out of fds for the backend socket; see proxy->n_waiting_fd */
-	unsigned connect_retries;
+
+	/* setup.c */
+	const char *listener_name;	/* borrowed from the listener, which outlives us */
+	uint64_t deadline;		/* of the peek, then of the whole connect attempt */
+	struct route *route;		/* chosen route, referenced until connected */
+	struct backend *target;		/* the backend connected to (referenced; active count) */
+	uint64_t tried;			/* route backends tried in this pass (bitmask) */
+	unsigned passes;		/* rounds over the route's backends */
+	int last_error;			/* the last connect error, for the log */
+	bool waiting_fd;		/* out of fds for the backend socket; proxy->n_waiting_fd */
+
+	/* --idle-timeout: the byte count last seen and when it last changed */
+	uint64_t last_bytes;
+	uint64_t last_active;
+
 	enum sr_fallback_reason fallback;
 	struct connection *prev, *next;
 };
 
-/* Take ownership of an accepted client socket and start connecting it to the backend. */
-int connection_new(struct proxy *p, int client_fd, bool client_is_unix);
-/* Close at once, whatever is in flight (drain timeout, shutdown). */
+/* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout). */
 void connection_abort(struct connection *c);
 /* Run both flows after something they wait for happened. Frees c when it is finished. */
 void connection_run(struct connection *c);
+/* Connected, with any PROXY header sent: put it on a data path and start both flows. */
+void connection_start(struct connection *c);
+/* Bytes moved so far, both ways, both paths: for --idle-timeout. */
+int connection_bytes(struct connection *c, uint64_t *ret);
+
+/* For setup.c: watch a socket (0 stops watching), and arm the connection's timer (0: off). */
+int connection_watch(struct end *e, uint32_t events);
+int connection_arm_timer(struct connection *c, uint64_t at);
 
 uint64_t now_usec(void);
 

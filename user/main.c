@@ -8,6 +8,7 @@
 #include "log.h"
 #include "options.h"
 #include "proxy.h"
+#include "routes.h"
 
 static const char *load_hint(int r)
 {
@@ -27,28 +28,28 @@ static const char *load_hint(int r)
  * Load the kernel path. --mode bpf makes any failure fatal; --mode auto logs one warning with
  * the reason and carries every connection on splice.
  */
-static int setup_kernel_path(struct bpf_state **ret)
+static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 {
-	struct bpf_load_options o = { .pin_path = arg_pin_path, .map_entries = arg_map_entries };
+	struct bpf_load_options lo = { .pin_path = o->pin_path, .map_entries = o->map_entries };
 	const char *what = "load the BPF object";
 	int r;
 
 	*ret = NULL;
-	if (arg_mode == SR_MODE_SPLICE)
+	if (o->mode == SR_MODE_SPLICE)
 		return 0;
 
 	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
 		r = negative_errno();
 		what = "find kernel BTF at /sys/kernel/btf/vmlinux";
 	} else {
-		log_bridge_libbpf(arg_mode == SR_MODE_BPF);
-		r = bpf_state_load(&o, ret, &what);
+		log_bridge_libbpf(o->mode == SR_MODE_BPF);
+		r = bpf_state_load(&lo, ret, &what);
 	}
 	if (r >= 0) {
-		log_debug("Kernel path loaded, pinned under %s.", arg_pin_path);
+		log_debug("Kernel path loaded, pinned under %s.", o->pin_path);
 		return 0;
 	}
-	if (arg_mode == SR_MODE_BPF)
+	if (o->mode == SR_MODE_BPF)
 		return log_error_errno(r, "--mode bpf: cannot use the kernel path: failed to %s: %m%s",
 				       what, load_hint(r));
 	log_warning_errno(r, "Kernel path unavailable, every connection uses splice: failed to %s: "
@@ -60,40 +61,48 @@ static int setup_kernel_path(struct bpf_state **ret)
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
-	struct proxy p = {};
+	struct proxy p = { .argc = argc, .argv = argv };
+	const char *e;
+	sigset_t mask;
 	int r;
 
-	r = parse_argv(argc, argv);
+	r = options_parse(argc, argv, &p.opts);
 	if (r <= 0)
 		return r;
-	p.backend = &arg_backend;
-	p.upload_sndbuf = arg_upload_sndbuf;
-	p.drain_timeout = arg_drain_timeout_usec;
+	if (p.opts->verbose)
+		log_set_max_level(LOG_DEBUG);
+	p.upload_sndbuf = p.opts->upload_sndbuf;
 
-	const char *e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
+	e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
 	if (e && parse_size(e, 0, USEC_PER_SEC, &p.debug_insert_delay) < 0)
 		log_warning("Ignoring invalid SOCKREDIR_DEBUG_INSERT_DELAY_USEC=%s.", e);
 
 	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
-	/* sd-event delivers these through a signalfd; block them before any thread starts. */
-	sigset_t mask;
+	/* sd-event takes these through a signalfd; block them before any thread starts. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
-	r = listeners_open(arg_listen, arg_n_listen, &p.listeners, &p.n_listeners);
+	r = routes_new(p.opts, NULL, &p.routes);
 	if (r < 0)
-		return r;
+		goto out;
+	r = listeners_open(p.opts->listen, p.opts->n_listen, &p.listeners, &p.n_listeners);
+	if (r < 0)
+		goto out;
+	r = routes_check_listeners(p.routes, p.listeners, p.n_listeners);
+	if (r < 0)
+		goto out;
 
-	r = setup_kernel_path(&bpf);
+	r = setup_kernel_path(p.opts, &bpf);
 	if (r < 0)
 		goto out;
 	p.bpf = bpf;
-	p.kernel_upload = bpf && arg_kernel_upload;
+	p.kernel_upload = bpf && p.opts->kernel_upload;
 	p.stats = bpf ? bpf_state_proxy_stats(bpf) : &p.local_stats;
-	if (arg_kernel_upload && !bpf)
+	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
 	else if (p.kernel_upload)
 		log_warning("--kernel-upload: client->backend moves in the kernel, with no memory "
@@ -104,6 +113,7 @@ out:
 	proxy_done(&p);
 	bpf_state_unpin(bpf);
 	listeners_free(p.listeners, p.n_listeners);
+	options_free(p.opts);
 	return r;
 }
 
@@ -111,6 +121,5 @@ int main(int argc, char *argv[])
 {
 	int r = run(argc, argv);
 
-	options_free();
 	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Command-line options. The arg_* variables are the program's only globals. */
+/*
+ * Options: from the command line and from --config FILE, parsed by the same code, so that a
+ * config file takes exactly the long options' names and values. SIGHUP parses both again.
+ */
 #ifndef SR_OPTIONS_H
 #define SR_OPTIONS_H
 
@@ -13,26 +16,65 @@ enum sr_mode {
 	SR_MODE_SPLICE, /* userspace path only */
 };
 
+enum sr_balance {
+	SR_BALANCE_ROUND_ROBIN,
+	SR_BALANCE_LEAST_CONN,
+};
+
 /* Exit code for bad usage, distinct from a runtime failure (1). */
 #define EXIT_USAGE 2
-/* Internal error code that run() returns for bad usage; never an errno value. */
+/* Internal error code for bad usage; never an errno value. */
 #define SR_EUSAGE 4096
 
-extern enum sr_mode arg_mode;
-extern bool arg_kernel_upload;
-extern uint64_t arg_upload_sndbuf;
-extern char *arg_name;
-extern char *arg_pin_path;
-extern uint32_t arg_map_entries;
-extern uint64_t arg_drain_timeout_usec;
-extern struct sr_address arg_backend;
-extern char *arg_backend_string;
-extern char **arg_listen;
-extern size_t arg_n_listen;
+/* One --route NAME=BACKEND or --route-host HOST=BACKEND. */
+struct route_spec {
+	char *key;
+	char *backend;
+};
 
-/* Returns 1 to go on, 0 to exit successfully (--help, --version), -SR_EUSAGE on bad usage. */
-int parse_argv(int argc, char *argv[]);
-void options_free(void);
+struct options {
+	/* Fixed at start-up: a reload that changes them says so and keeps the old value. */
+	enum sr_mode mode;
+	bool kernel_upload;
+	uint64_t upload_sndbuf;
+	char *name;
+	char *pin_path;
+	uint32_t map_entries;
+	char **listen;
+	size_t n_listen;
+	char *config_file;
+	bool verbose;
+
+	/* Applied again on SIGHUP. */
+	char **backends; /* the default route: BACKEND arguments and "backend =" lines */
+	size_t n_backends;
+	struct route_spec *routes; /* by listener name */
+	size_t n_routes;
+	struct route_spec *host_routes; /* by HTTP Host or TLS SNI */
+	size_t n_host_routes;
+	enum sr_balance balance;
+	uint64_t connect_timeout;
+	unsigned max_fails;
+	uint64_t fail_timeout;
+	uint64_t peek_timeout;
+	bool peek_fail_close;
+	unsigned proxy_protocol; /* 0, 1 or 2 */
+	unsigned max_connections; /* 0: no limit */
+	uint64_t idle_timeout;	  /* 0: none */
+	bool keepalive;
+	uint64_t keepalive_time; /* 0: the kernel's default */
+	uint64_t exit_idle_time; /* 0: never */
+	uint64_t drain_timeout;
+};
+
+/*
+ * Parse the command line, and --config FILE if given: the file first, then the command line,
+ * whose values win (lists such as --route add up). Returns 1 with *ret set to go on, 0 to exit
+ * successfully (--help, --version), -SR_EUSAGE after logging what is wrong.
+ */
+int options_parse(int argc, char *argv[], struct options **ret);
+struct options *options_free(struct options *o);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct options *, options_free);
 
 const char *mode_to_string(enum sr_mode m);
 

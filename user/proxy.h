@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The proxy: listeners, the accept loop, the set of connections, and the process lifecycle. */
+/*
+ * The proxy: listeners and the accept loop (proxy.c), and the process lifecycle: signals,
+ * reload, timers and sd_notify (lifecycle.c).
+ */
 #ifndef SR_PROXY_H
 #define SR_PROXY_H
 
@@ -9,6 +12,9 @@
 #include "connection.h"
 #include "grace.h"
 #include "listen.h"
+#include "options.h"
+#include "peek.h"
+#include "routes.h"
 #include "splice-path.h"
 
 struct bpf_state;
@@ -17,8 +23,15 @@ struct proxy {
 	sd_event *event;
 	struct listener *listeners;
 	size_t n_listeners;
-	const struct sr_address *backend;
 
+	/* The options in force, and the routes built from them; both replaced by a reload. */
+	struct options *opts;
+	struct routes *routes;
+	/* The command line, kept to parse it again on SIGHUP. */
+	int argc;
+	char **argv;
+
+	/* Fixed at start-up. */
 	struct bpf_state *bpf;	/* NULL when every connection uses splice */
 	bool kernel_upload;
 	uint64_t upload_sndbuf;
@@ -27,6 +40,7 @@ struct proxy {
 	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or local_stats */
 	struct sr_proxy_stats local_stats;
 	struct pipe_pool pipes;
+	uint8_t peek_buf[PEEK_MAX]; /* one connection peeks at a time: the loop is single-threaded */
 
 	struct connection *connections;
 	uint64_t next_id;
@@ -34,6 +48,7 @@ struct proxy {
 	bool accept_paused;	/* out of fds: listeners off until a connection closes */
 	unsigned n_waiting_fd;	/* accepted connections waiting for an fd to connect: served
 				 * before any new client is accepted */
+	bool listeners_on;
 	sd_event_source *accept_resume;
 	uint64_t accept_pause_logged_at;
 
@@ -46,8 +61,11 @@ struct proxy {
 	uint64_t debug_insert_delay;
 
 	bool stopping;
-	uint64_t drain_timeout;
 	sd_event_source *drain_timer;
+	sd_event_source *exit_idle_timer;
+	sd_event_source *idle_sweep;
+	sd_event_source *status_timer;
+	char last_status[256];
 };
 
 /* Serve until SIGTERM/SIGINT and the drain are over. Returns 0 or negative errno (logged). */
@@ -55,6 +73,10 @@ int proxy_run(struct proxy *p);
 /* Free what proxy_run() set up; connections still open are closed. */
 void proxy_done(struct proxy *p);
 
+/* proxy.c */
+int proxy_listen(struct proxy *p);
+/* Turn the listeners on or off, from the fd shortage, --max-connections and stopping. */
+void proxy_update_listeners(struct proxy *p);
 /* Called by a connection when it is freed: maybe resume accepting, maybe finish a drain. */
 void proxy_connection_closed(struct proxy *p);
 /* Resume accepting after an fd shortage, unless accepted connections still wait for fds. */
@@ -64,7 +86,13 @@ void proxy_resume_accept(struct proxy *p);
  * connections we have can still get the fds they need. Logs once per pause.
  */
 void proxy_pause_accept(struct proxy *p, int error);
-/* Log a backend connect failure, once per burst. */
-void proxy_log_connect_failure(struct proxy *p, int error);
+/* Log that no backend of route rt could be reached, once per burst. */
+void proxy_log_connect_failure(struct proxy *p, int error, const struct route *rt);
+size_t proxy_count_connections(const struct proxy *p);
+
+/* lifecycle.c */
+int lifecycle_setup(struct proxy *p);
+/* Open connections changed: arm or disarm the --exit-idle-time timer. */
+void lifecycle_connections_changed(struct proxy *p);
 
 #endif /* SR_PROXY_H */

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The process lifecycle: the event loop, signals (SIGTERM/SIGINT drain, SIGHUP reload),
+ * sd_notify (READY, STOPPING, RELOADING, STATUS, WATCHDOG) and the timers that are not any one
+ * connection's: --exit-idle-time and the --idle-timeout sweep.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "bpf-loader.h"
+#include "log.h"
+#include "proxy.h"
+#include "stats.h"
+
+/* How often STATUS= may change. */
+#define STATUS_INTERVAL (2 * USEC_PER_SEC)
+/* The idle sweep runs this many times per --idle-timeout, within these bounds. */
+#define IDLE_SWEEPS_PER_TIMEOUT 4
+#define IDLE_SWEEP_MIN (100 * USEC_PER_MSEC)
+#define IDLE_SWEEP_MAX (10 * USEC_PER_SEC)
+
+static void proxy_exit(struct proxy *p)
+{
+	/* Each abort frees one connection; take the head until none is left. */
+	while (p->connections)
+		connection_abort(p->connections);
+	(void)sd_event_exit(p->event, 0);
+}
+
+static void send_status(struct proxy *p)
+{
+	char status[256];
+
+	stats_format_status(p, status, sizeof(status));
+	if (streq(status, p->last_status))
+		return;
+	(void)sd_notifyf(false, "STATUS=%s", status);
+	snprintf(p->last_status, sizeof(p->last_status), "%s", status);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct proxy *p = userdata;
+
+	send_status(p);
+	return sd_event_source_set_time_relative(s, STATUS_INTERVAL);
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct proxy *p = userdata;
+
+	log_notice("Drain timeout reached: closing %zu connection(s).", proxy_count_connections(p));
+	proxy_exit(p);
+	return 0;
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct proxy *p = userdata;
+	const char *sig = sigabbrev_np((int)si->ssi_signo);
+	size_t n = proxy_count_connections(p);
+	int r;
+
+	if (p->stopping) {
+		log_notice("Signal %s again: closing all connections now.", sig);
+		proxy_exit(p);
+		return 0;
+	}
+
+	p->stopping = true;
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Draining connections...");
+	proxy_update_listeners(p);
+	(void)sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
+	(void)sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
+
+	if (n == 0) {
+		log_info("Received SIG%s, exiting.", sig);
+		(void)sd_event_exit(p->event, 0);
+		return 0;
+	}
+
+	log_info("Received SIG%s: no longer accepting; waiting up to %" PRIu64
+		 " ms for %zu connection(s) to finish.",
+		 sig, (uint64_t)(p->opts->drain_timeout / USEC_PER_MSEC), n);
+	r = sd_event_add_time_relative(p->event, &p->drain_timer, CLOCK_MONOTONIC,
+				       p->opts->drain_timeout, USEC_PER_MSEC, on_drain_timeout, p);
+	if (r < 0) {
+		log_warning_errno(r, "Failed to arm the drain timer, closing at once: %m");
+		proxy_exit(p);
+	}
+	return 0;
+}
+
+/* The options a reload can't change, because the process is built on them. */
+static void warn_fixed_options(const struct options *old, const struct options *new)
+{
+	bool listen_changed = old->n_listen != new->n_listen;
+
+	for (size_t i = 0; !listen_changed && i < old->n_listen; i++)
+		listen_changed = !streq(old->listen[i], new->listen[i]);
+	if (old->mode != new->mode || old->kernel_upload != new->kernel_upload ||
+	    old->upload_sndbuf != new->upload_sndbuf || !streq(old->name, new->name) ||
+	    !streq(old->pin_path, new->pin_path) || old->map_entries != new->map_entries ||
+	    listen_changed)
+		log_warning("Reload: mode, kernel-upload, upload-sndbuf, name, pin-path, "
+			    "map-entries and listen take effect only at start; keeping the old "
+			    "values.");
+}
+
+static int arm_idle_sweep(struct proxy *p);
+
+/*
+ * SIGHUP: parse the command line and the config file again. Routes, backends, limits and
+ * timeouts change; open connections keep going as they are. If anything fails, the old
+ * configuration stays, whole.
+ */
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct proxy *p = userdata;
+	_cleanup_(options_freep) struct options *o = NULL;
+	_cleanup_(routes_freep) struct routes *r = NULL;
+	int k;
+
+	if (p->stopping)
+		return 0;
+	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading...\nMONOTONIC_USEC=%" PRIu64,
+			 now_usec());
+
+	k = options_parse(p->argc, p->argv, &o);
+	if (k == 0)
+		k = -EINVAL;
+	if (k >= 0)
+		k = routes_new(o, p->routes, &r);
+	if (k >= 0)
+		k = routes_check_listeners(r, p->listeners, p->n_listeners);
+	if (k < 0) {
+		log_error("Reload failed; keeping the configuration in force.");
+		(void)sd_notify(false, "READY=1");
+		p->last_status[0] = 0;
+		send_status(p);
+		return 0;
+	}
+
+	warn_fixed_options(p->opts, o);
+	/* Keep what the process was built on; take everything else. */
+	free(o->name);
+	o->name = TAKE_PTR(p->opts->name);
+	free(o->pin_path);
+	o->pin_path = TAKE_PTR(p->opts->pin_path);
+	o->mode = p->opts->mode;
+	o->kernel_upload = p->opts->kernel_upload;
+	o->upload_sndbuf = p->opts->upload_sndbuf;
+	o->map_entries = p->opts->map_entries;
+
+	options_free(p->opts);
+	p->opts = TAKE_PTR(o);
+	routes_free(p->routes);
+	p->routes = TAKE_PTR(r);
+	p->stats->reloads++;
+	if (p->opts->verbose)
+		log_set_max_level(LOG_DEBUG);
+
+	proxy_update_listeners(p);
+	lifecycle_connections_changed(p);
+	(void)arm_idle_sweep(p);
+	log_info("Reloaded: %zu default backend(s), %zu listener route(s), %zu host route(s).",
+		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
+	(void)sd_notify(false, "READY=1");
+	p->last_status[0] = 0;
+	send_status(p);
+	return 0;
+}
+
+static int on_exit_idle(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct proxy *p = userdata;
+
+	if (p->connections)
+		return 0;
+	log_info("No connection for %" PRIu64 " ms: exiting (--exit-idle-time).",
+		 (uint64_t)(p->opts->exit_idle_time / USEC_PER_MSEC));
+	p->stopping = true;
+	(void)sd_notify(false, "STOPPING=1");
+	(void)sd_event_exit(p->event, 0);
+	return 0;
+}
+
+void lifecycle_connections_changed(struct proxy *p)
+{
+	int r;
+
+	if (!p->exit_idle_timer || p->stopping)
+		return;
+	if (p->connections || p->opts->exit_idle_time == 0) {
+		(void)sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
+		return;
+	}
+	/* Already counting down since the last connection closed: let it run. */
+	if (sd_event_source_get_enabled(p->exit_idle_timer, NULL) > 0)
+		return;
+	r = sd_event_source_set_time_relative(p->exit_idle_timer, p->opts->exit_idle_time);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_ONESHOT);
+	if (r < 0)
+		log_warning_errno(r, "Failed to arm the exit-idle timer, ignoring: %m");
+}
+
+/*
+ * --idle-timeout: a connection is idle while its byte counts don't move. On the kernel path
+ * the counts are sr_redirect's, per socket in sr_peers, so watching costs one map lookup per
+ * connection per sweep, and nothing per message.
+ */
+static int on_idle_sweep(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct proxy *p = userdata;
+	uint64_t now = now_usec(), timeout = p->opts->idle_timeout;
+	struct connection *c, *next;
+
+	for (c = p->connections; c && timeout; c = next) {
+		uint64_t bytes;
+
+		next = c->next;
+		if (c->phase != PHASE_RUN || connection_bytes(c, &bytes) < 0)
+			continue;
+		if (bytes != c->last_bytes) {
+			c->last_bytes = bytes;
+			c->last_active = now;
+			continue;
+		}
+		if (now - c->last_active < timeout)
+			continue;
+		log_debug("Connection %" PRIu64 ": idle for %" PRIu64 " ms: closing.", c->id,
+			  (now - c->last_active) / USEC_PER_MSEC);
+		p->stats->idle_closed++;
+		connection_abort(c);
+	}
+	return arm_idle_sweep(p);
+}
+
+static int arm_idle_sweep(struct proxy *p)
+{
+	uint64_t t = p->opts->idle_timeout / IDLE_SWEEPS_PER_TIMEOUT;
+	int r;
+
+	if (p->opts->idle_timeout == 0)
+		return sd_event_source_set_enabled(p->idle_sweep, SD_EVENT_OFF);
+	t = MAX(MIN(t, IDLE_SWEEP_MAX), IDLE_SWEEP_MIN);
+	r = sd_event_source_set_time_relative(p->idle_sweep, t);
+	if (r < 0)
+		return r;
+	return sd_event_source_set_enabled(p->idle_sweep, SD_EVENT_ONESHOT);
+}
+
+/* A grace period has passed: run the connections that were waiting for one. */
+static void on_grace(void *userdata)
+{
+	struct proxy *p = userdata;
+	struct connection *c, *next;
+
+	for (c = p->connections; c; c = next) {
+		next = c->next;
+		if ((c->up.waits | c->down.waits) & WAIT_GRACE)
+			connection_run(c);
+	}
+}
+
+int lifecycle_setup(struct proxy *p)
+{
+	int r;
+
+	r = sd_event_default(&p->event);
+	if (r < 0)
+		return log_error_errno(r, "Failed to allocate event loop: %m");
+
+	r = sd_event_add_signal(p->event, NULL, SIGTERM, on_terminate, p);
+	if (r >= 0)
+		r = sd_event_add_signal(p->event, NULL, SIGINT, on_terminate, p);
+	if (r >= 0)
+		r = sd_event_add_signal(p->event, NULL, SIGHUP, on_reload, p);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch signals: %m");
+
+	/* WATCHDOG=1 at half of WATCHDOG_USEC, when the service manager asks for it. */
+	r = sd_event_set_watchdog(p->event, true);
+	if (r < 0)
+		log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
+
+	r = sd_event_add_time_relative(p->event, &p->exit_idle_timer, CLOCK_MONOTONIC, 0,
+				       USEC_PER_MSEC, on_exit_idle, p);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
+	if (r >= 0)
+		r = sd_event_add_time_relative(p->event, &p->idle_sweep, CLOCK_MONOTONIC, 0,
+					       USEC_PER_MSEC, on_idle_sweep, p);
+	if (r >= 0)
+		r = arm_idle_sweep(p);
+	if (r >= 0)
+		r = sd_event_add_time_relative(p->event, &p->status_timer, CLOCK_MONOTONIC,
+					       STATUS_INTERVAL, USEC_PER_SEC, on_status_timer, p);
+	if (r >= 0)
+		r = sd_event_source_set_enabled(p->status_timer, SD_EVENT_ON);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up timers: %m");
+
+	r = pipe_pool_init(&p->pipes);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open the reserve pipe: %m");
+
+	r = grace_new(p->event, on_grace, p, &p->grace);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up grace periods: %m");
+	return 0;
+}
+
+int proxy_run(struct proxy *p)
+{
+	int r;
+
+	r = lifecycle_setup(p);
+	if (r < 0)
+		return r;
+	r = proxy_listen(p);
+	if (r < 0)
+		return r;
+	lifecycle_connections_changed(p);
+
+	/* Ready: the listeners are watched and, if it is in use, the kernel path is attached. */
+	(void)sd_notify(false, "READY=1");
+	send_status(p);
+	log_info("Forwarding %zu listener(s) on the %s path%s: %zu default backend(s), %zu "
+		 "listener route(s), %zu host route(s).",
+		 p->n_listeners, p->bpf ? "kernel" : "splice",
+		 p->bpf && p->kernel_upload ? " (both directions in the kernel)" : "",
+		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
+
+	r = sd_event_loop(p->event);
+	if (r < 0)
+		return log_error_errno(r, "Event loop failed: %m");
+
+	stats_log_summary(p);
+	return 0;
+}
+
+void proxy_done(struct proxy *p)
+{
+	while (p->connections)
+		connection_abort(p->connections);
+	for (size_t i = 0; i < p->n_listeners; i++)
+		p->listeners[i].event_source =
+			sd_event_source_disable_unref(p->listeners[i].event_source);
+	p->accept_resume = sd_event_source_disable_unref(p->accept_resume);
+	p->drain_timer = sd_event_source_disable_unref(p->drain_timer);
+	p->exit_idle_timer = sd_event_source_disable_unref(p->exit_idle_timer);
+	p->idle_sweep = sd_event_source_disable_unref(p->idle_sweep);
+	p->status_timer = sd_event_source_disable_unref(p->status_timer);
+	p->grace = grace_free(p->grace);
+	pipe_pool_done(&p->pipes);
+	p->routes = routes_free(p->routes);
+	p->event = sd_event_unref(p->event);
+}

@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Connection setup: everything that happens before the first byte moves, all of it in
+ * userspace and before any socket enters a sockhash.
+ *
+ *   accept -> [PEEK: Host or SNI picks the route] -> CONNECT: a backend of the route, with
+ *   failover and backoff until --connect-timeout -> PROXY header -> connection_start()
+ *
+ * Peeking uses MSG_PEEK, so the bytes stay queued on the client socket, in order, for whichever
+ * path moves them afterwards.
+ */
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "backend.h"
+#include "connection.h"
+#include "listen.h"
+#include "log.h"
+#include "peek.h"
+#include "proxy-protocol.h"
+#include "proxy.h"
+#include "routes.h"
+#include "setup.h"
+
+/* Between two rounds over a route's backends: doubling from MIN up to MAX. */
+#define CONNECT_BACKOFF_MIN (10 * USEC_PER_MSEC)
+#define CONNECT_BACKOFF_MAX (500 * USEC_PER_MSEC)
+/* A Unix client can't be woken for "more bytes than now": poll it while peeking. */
+#define PEEK_POLL_UNIX (10 * USEC_PER_MSEC)
+
+static void setup_connect(struct connection *c);
+
+/*
+ * A proxy must not delay what it relays: with Nagle on, a reply's last partial segment waits
+ * for the client's delayed ACK, and the kernel path's backlog worker was seen to stall a
+ * 64 KiB round trip that way.
+ */
+static void tcp_nodelay(int fd)
+{
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_debug_errno(errno, "Failed to set TCP_NODELAY, ignoring: %m");
+}
+
+static void tcp_keepalive(int fd, uint64_t idle)
+{
+	int one = 1, secs = (int)(idle / USEC_PER_SEC);
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0)
+		log_debug_errno(errno, "Failed to set SO_KEEPALIVE, ignoring: %m");
+	if (secs > 0 && setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof(secs)) < 0)
+		log_debug_errno(errno, "Failed to set TCP_KEEPIDLE, ignoring: %m");
+}
+
+static void set_rcvlowat(int fd, int bytes)
+{
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) < 0)
+		log_debug_errno(errno, "Failed to set SO_RCVLOWAT, ignoring: %m");
+}
+
+static void set_waiting_fd(struct connection *c, bool waiting)
+{
+	struct proxy *p = c->proxy;
+
+	if (c->waiting_fd == waiting)
+		return;
+	c->waiting_fd = waiting;
+	if (waiting) {
+		p->n_waiting_fd++;
+		return;
+	}
+	p->n_waiting_fd--;
+	proxy_resume_accept(p);
+}
+
+/* The backend being tried or used. It counts as active from the attempt on (least-conn). */
+static void target_set(struct connection *c, struct backend *b)
+{
+	c->target = backend_ref(b);
+	b->active++;
+}
+
+static void target_clear(struct connection *c)
+{
+	if (!c->target)
+		return;
+	c->target->active--;
+	c->target = backend_unref(c->target);
+}
+
+void setup_done(struct connection *c)
+{
+	set_waiting_fd(c, false);
+	c->route = route_unref(c->route);
+	target_clear(c);
+}
+
+/* Give up on this client: read what it sent, so that close() is a FIN and not a reset. */
+static void setup_fail(struct connection *c)
+{
+	uint8_t sink[4096];
+
+	while (recv(c->client.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
+	connection_abort(c);
+}
+
+/* The backend is connected: send the PROXY header, then hand over to the data paths. */
+static void setup_connected(struct connection *c)
+{
+	struct proxy *p = c->proxy;
+	uint8_t hdr[PROXY_HEADER_MAX];
+	int n;
+
+	backend_report(c->target, p->routes, true, now_usec());
+	c->route = route_unref(c->route);
+	(void)connection_watch(&c->backend, 0);
+	(void)connection_arm_timer(c, 0);
+	if (!c->backend.is_unix)
+		tcp_nodelay(c->backend.fd);
+
+	/*
+	 * Before any client byte, and before the backend socket joins a sockhash. A fresh
+	 * socket's send buffer always takes these few bytes at once.
+	 */
+	if (p->opts->proxy_protocol) {
+		ssize_t k;
+
+		n = proxy_header_for_socket(p->opts->proxy_protocol, c->client.fd, hdr, sizeof(hdr));
+		if (n < 0) {
+			log_debug_errno(n, "Connection %" PRIu64 ": no PROXY header: %m", c->id);
+			setup_fail(c);
+			return;
+		}
+		k = send(c->backend.fd, hdr, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k != n) {
+			log_debug_errno(k < 0 ? errno : EAGAIN,
+					"Connection %" PRIu64 ": failed to send the PROXY header: %m",
+					c->id);
+			setup_fail(c);
+			return;
+		}
+	}
+	connection_start(c);
+}
+
+/* The attempt on c->target failed: note it, and go on with the next backend. */
+static void setup_attempt_failed(struct connection *c, int error)
+{
+	log_debug_errno(error, "Connection %" PRIu64 ": backend %s: %m", c->id, c->target->spec);
+	backend_report(c->target, c->proxy->routes, false, now_usec());
+	c->last_error = error;
+	target_clear(c);
+	(void)connection_watch(&c->backend, 0);
+	c->backend.source = sd_event_source_disable_unref(c->backend.source);
+	c->backend.fd = safe_close(c->backend.fd);
+	c->backend.events = 0;
+	setup_connect(c);
+}
+
+/*
+ * Try the route's backends in turn, by the balance policy and skipping those marked down while
+ * others are left. After a round with no success, wait (backing off) and go round again, until
+ * --connect-timeout: a backend whose socket does not exist yet, such as a container still
+ * starting, is used as soon as it appears.
+ */
+static void setup_connect(struct connection *c)
+{
+	struct proxy *p = c->proxy;
+	uint64_t now = now_usec();
+
+	for (;;) {
+		struct backend *b;
+		int fd = -EBADF, r;
+
+		b = route_pick(c->route, p->routes, &c->tried, now);
+		if (!b) {
+			uint64_t delay;
+
+			if (p->opts->connect_timeout == 0 || now >= c->deadline) {
+				proxy_log_connect_failure(p, c->last_error ? c->last_error : -ETIMEDOUT,
+							  c->route);
+				setup_fail(c);
+				return;
+			}
+			delay = CONNECT_BACKOFF_MIN << MIN(c->passes, 6U);
+			c->passes++;
+			c->tried = 0;
+			(void)connection_arm_timer(c, MIN(now + MIN(delay, CONNECT_BACKOFF_MAX),
+							   c->deadline));
+			return;
+		}
+
+		r = backend_connect(&b->addr, &fd);
+		if (r == -EMFILE || r == -ENFILE) {
+			/*
+			 * Out of fds: keep the client, stop accepting more, and try again once
+			 * connections have given fds back. Not the backend's fault.
+			 */
+			log_debug_errno(r, "Connection %" PRIu64 ": no fd for the backend socket "
+					   "(%m), retrying.", c->id);
+			c->tried = 0;
+			proxy_pause_accept(p, r);
+			set_waiting_fd(c, true);
+			(void)connection_arm_timer(c, now + FD_RETRY);
+			return;
+		}
+		set_waiting_fd(c, false);
+
+		if (r < 0) {
+			/* ENOENT (not there yet), ECONNREFUSED, EAGAIN (backlog full): next. */
+			log_debug_errno(r, "Connection %" PRIu64 ": backend %s: %m", c->id, b->spec);
+			backend_report(b, p->routes, false, now);
+			c->last_error = r;
+			continue;
+		}
+		target_set(c, b);
+
+		c->backend.fd = fd;
+		c->backend.is_unix = b->addr.sa.sa_family == AF_UNIX;
+		if (r == 1) {
+			setup_connected(c);
+			return;
+		}
+		/* In progress (TCP): wait for EPOLLOUT, at most until the deadline. */
+		r = connection_watch(&c->backend, EPOLLOUT);
+		if (r < 0) {
+			setup_attempt_failed(c, r);
+			return;
+		}
+		(void)connection_arm_timer(c, c->deadline);
+		return;
+	}
+}
+
+static void setup_start_connect(struct connection *c, struct route *rt)
+{
+	struct proxy *p = c->proxy;
+
+	c->phase = PHASE_CONNECT;
+	c->route = route_ref(rt);
+	c->tried = 0;
+	c->passes = 0;
+	c->deadline = now_usec() + p->opts->connect_timeout;
+	setup_connect(c);
+}
+
+/* Decide the route from what the peek found, or close per --peek-fail. */
+static void setup_route_by_peek(struct connection *c, enum peek_result res, const char *host)
+{
+	struct proxy *p = c->proxy;
+	struct route *rt = NULL;
+
+	if (!c->client.is_unix)
+		set_rcvlowat(c->client.fd, 1);
+	(void)connection_watch(&c->client, 0);
+	(void)connection_arm_timer(c, 0);
+
+	if (res == PEEK_FOUND)
+		rt = routes_for_host(p->routes, host);
+	if (res == PEEK_INVALID && p->opts->peek_fail_close) {
+		log_debug("Connection %" PRIu64 ": no valid Host or SNI: closing (--peek-fail).",
+			  c->id);
+		p->stats->peek_failed++;
+		setup_fail(c);
+		return;
+	}
+	if (res == PEEK_INVALID)
+		p->stats->peek_failed++;
+	log_debug("Connection %" PRIu64 ": peek %s%s%s: route %s.", c->id,
+		  peek_result_to_string(res), res == PEEK_FOUND ? " " : "",
+		  res == PEEK_FOUND ? host : "", rt ? rt->key : "(default)");
+	if (!rt)
+		rt = p->routes->fallback;
+	if (rt->n_backends == 0) {
+		log_debug("Connection %" PRIu64 ": no route and no default backend: closing.",
+			  c->id);
+		setup_fail(c);
+		return;
+	}
+	setup_start_connect(c, rt);
+}
+
+/*
+ * Look at what the client sent so far, without taking it. Wait for more while the request or
+ * ClientHello is incomplete: on TCP, SO_RCVLOWAT makes epoll report only when more bytes than
+ * we have seen arrive, so an incomplete request costs no wakeups.
+ */
+static void setup_peek(struct connection *c)
+{
+	struct proxy *p = c->proxy;
+	char host[PEEK_HOST_MAX];
+	enum peek_result res = PEEK_MORE;
+	uint64_t now = now_usec();
+	ssize_t n;
+	int r;
+
+	n = recv(c->client.fd, p->peek_buf, PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && errno != EAGAIN) {
+		connection_abort(c);
+		return;
+	}
+	if (n == 0) {
+		/* EOF before a single byte: the client left. */
+		connection_abort(c);
+		return;
+	}
+	if (n > 0)
+		res = peek_name(p->peek_buf, (size_t)n, host);
+	if (res == PEEK_MORE && (c->client.rdhup || n == PEEK_MAX || now >= c->deadline)) {
+		log_debug("Connection %" PRIu64 ": peek gave up: %s after %zd bytes.", c->id,
+			  c->client.rdhup ? "client closed" :
+			  n == PEEK_MAX	  ? "too long" :
+					    "timed out",
+			  n);
+		res = PEEK_INVALID;
+	}
+	if (res != PEEK_MORE) {
+		setup_route_by_peek(c, res, host);
+		return;
+	}
+
+	if (c->client.is_unix) {
+		r = connection_watch(&c->client, EPOLLRDHUP);
+		if (r >= 0)
+			r = connection_arm_timer(c, MIN(now + PEEK_POLL_UNIX, c->deadline));
+	} else {
+		set_rcvlowat(c->client.fd, n > 0 ? (int)n + 1 : 1);
+		r = connection_watch(&c->client, EPOLLIN | EPOLLRDHUP);
+		if (r >= 0)
+			r = connection_arm_timer(c, c->deadline);
+	}
+	if (r < 0)
+		connection_abort(c);
+}
+
+void setup_run(struct connection *c, struct end *e, uint32_t revents)
+{
+	int r;
+
+	if (c->phase == PHASE_PEEK) {
+		if (revents & EPOLLERR) {
+			connection_abort(c);
+			return;
+		}
+		if (revents & (EPOLLRDHUP | EPOLLHUP))
+			c->client.rdhup = true;
+		setup_peek(c);
+		return;
+	}
+
+	/* PHASE_CONNECT */
+	if (e == &c->backend) {
+		r = backend_connect_finish(c->backend.fd);
+		if (r < 0)
+			setup_attempt_failed(c, r);
+		else
+			setup_connected(c);
+		return;
+	}
+	if (c->backend.fd >= 0) {
+		/* The timer, while a TCP connect is in progress: the deadline passed. */
+		setup_attempt_failed(c, -ETIMEDOUT);
+		return;
+	}
+	setup_connect(c); /* the timer, after a backoff or a lack of fds */
+}
+
+int connection_new(struct proxy *p, int client_fd, const struct listener *l)
+{
+	struct connection *c;
+	struct route *rt;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		safe_close(client_fd);
+		return -ENOMEM;
+	}
+	c->proxy = p;
+	c->id = ++p->next_id;
+	c->listener_name = l->name;
+	c->client = (struct end){
+		.conn = c,
+		.fd = client_fd,
+		.is_unix = l->addr.sa.sa_family == AF_UNIX,
+	};
+	c->backend = (struct end){ .conn = c, .fd = -EBADF };
+	c->up = (struct flow){ .conn = c, .dir = SR_DIR_UP, .src = &c->client, .dst = &c->backend };
+	c->down = (struct flow){
+		.conn = c, .dir = SR_DIR_DOWN, .src = &c->backend, .dst = &c->client
+	};
+
+	c->next = p->connections;
+	if (c->next)
+		c->next->prev = c;
+	p->connections = c;
+	p->stats->accepted++;
+	p->stats->open++;
+
+	if (!c->client.is_unix) {
+		tcp_nodelay(client_fd);
+		if (p->opts->keepalive)
+			tcp_keepalive(client_fd, p->opts->keepalive_time);
+	}
+
+	/* A listener with its own --route uses it; the others use the host routes, if any. */
+	rt = routes_for_listener(p->routes, l->name);
+	if (!rt && p->routes->n_by_host > 0) {
+		c->phase = PHASE_PEEK;
+		c->deadline = now_usec() + p->opts->peek_timeout;
+		setup_peek(c);
+		return 0;
+	}
+	if (!rt)
+		rt = p->routes->fallback;
+	if (rt->n_backends == 0) {
+		log_debug("Connection %" PRIu64 ": no backend for socket %s: closing.", c->id,
+			  l->name);
+		setup_fail(c);
+		return 0;
+	}
+	setup_start_connect(c, rt);
+	return 0;
+}
