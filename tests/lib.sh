@@ -21,6 +21,7 @@ BACKEND_PID=""
 PROXY_PID=""
 declare -a BG_PIDS=()
 declare -a PIN_NAMES=() # instance names used, so that cleanup can remove their pins
+declare -a CLEANUP_PATHS=() # more files for cleanup to remove
 
 log() { echo "# $*"; }
 skip() {
@@ -59,6 +60,9 @@ cleanup() {
 		rm -rf "/sys/fs/bpf/sockredir/$n"
 	done
 	rmdir /sys/fs/bpf/sockredir 2>/dev/null
+	for f in "${CLEANUP_PATHS[@]}"; do
+		rm -rf "$f"
+	done
 	[ -n "$T" ] && [ -z "${KEEP_TMP:-}" ] && rm -rf "$T"
 	exit $rc
 }

@@ -46,6 +46,8 @@ void stats_log_summary(struct proxy *p)
 
 	if (p->bpf && bpf_state_read_kstats(p->bpf, &k) < 0)
 		log_debug_errno(errno, "Failed to read " SR_MAP_KSTATS ", ignoring: %m");
+	log_info("Setup: %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64 " reloads.",
+		 U(s->peek_failed), U(s->idle_closed), U(s->reloads));
 	log_info("Bytes: kernel down %" PRIu64 ", kernel up %" PRIu64 ", spliced up %" PRIu64
 		 ", spliced down %" PRIu64 ", moved by hand %" PRIu64 "; %" PRIu64
 		 " drain checks, %" PRIu64 " redirect failures, %" PRIu64 " held skbs.",

@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: GPL-2.0
+# How bench/run.sh starts each variant: sourced by it, not run. Every variant listens on
+# 127.0.0.1:PORT (in run.sh's private network namespace) and forwards to the one backend at
+# $BACKEND_SOCK. Each command runs in the foreground; run.sh puts it in its own session so that
+# stopping it reaches every child (nginx workers, socat's per-connection processes).
+
+# The order of the table and of the plots; direct is the limit every ratio is taken against.
+ALL_VARIANTS=(direct sr-bpf sr-bpf-upload sr-splice sd-proxyd socat haproxy nginx)
+
+declare -A VARIANT_TITLE=(
+	[direct]="direct to the Unix backend"
+	[sr-bpf]="sockredir --mode bpf"
+	[sr-bpf-upload]="sockredir --mode bpf --kernel-upload"
+	[sr-splice]="sockredir --mode splice"
+	[sd-proxyd]="systemd-socket-proxyd"
+	[socat]="socat"
+	[haproxy]="haproxy (mode tcp)"
+	[nginx]="nginx (stream)"
+)
+
+declare -A VARIANT_PORT=(
+	[sr-bpf]=9101 [sr-bpf-upload]=9102 [sr-splice]=9103 [sd-proxyd]=9104
+	[socat]=9105 [haproxy]=9106 [nginx]=9107
+)
+
+# sockredir runs socket-activated, as it would under systemd: systemd-socket-activate binds the
+# port and execs it (same pid) at the first connection, which run.sh's probe makes.
+# --drain-timeout only shortens the stop at the end of each measurement.
+sockredir_cmd() { # MODE-OPTIONS...
+	CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
+		"$SOCKREDIR" --name "$PIN_NAME" "$@" --drain-timeout 2s "$BACKEND_SOCK")
+}
+
+# variant_cmd VARIANT: set the array CMD to the command line for VARIANT. The caller sets
+# $PORT, $DIR (a scratch directory for this instance) and $PIN_NAME.
+variant_cmd() {
+	case $1 in
+	sr-bpf) sockredir_cmd --mode bpf ;;
+	sr-bpf-upload) sockredir_cmd --mode bpf --kernel-upload ;;
+	sr-splice) sockredir_cmd --mode splice ;;
+	sd-proxyd)
+		# The default --connections-max is 256, which would fail every scale level above
+		# it; 10,000 is the highest level measured.
+		CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
+			/lib/systemd/systemd-socket-proxyd --connections-max=10000 "$BACKEND_SOCK")
+		;;
+	socat)
+		# One process per connection (fork); a 64 KiB transfer buffer instead of 8 KiB,
+		# TCP_NODELAY like the others, and a listen backlog like the others'.
+		CMD=(socat -b 65536
+			"TCP-LISTEN:$PORT,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=4096"
+			"UNIX-CONNECT:$BACKEND_SOCK")
+		;;
+	haproxy)
+		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" \
+			"$BENCH/peers/haproxy.cfg" >"$DIR/haproxy.cfg"
+		CMD=(haproxy -db -f "$DIR/haproxy.cfg")
+		;;
+	nginx)
+		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" -e "s|@DIR@|$DIR|g" \
+			"$BENCH/peers/nginx.conf" >"$DIR/nginx.conf"
+		CMD=(nginx -p "$DIR/" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log")
+		;;
+	*) return 1 ;;
+	esac
+}
