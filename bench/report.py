@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turn one bench/run.sh results directory into results.md, summary.csv and PNG plots.
+
+Every figure is the median over the rounds in which the measurement succeeded, with its min-max
+spread. Ratios are taken per round against direct in the same round, and their median is shown:
+the machine drifts too much for a ratio of two medians to mean anything.
+
+Usage: bench/report.py RESULTS-DIR
+"""
+import csv
+import glob
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+VARIANTS = ["direct", "sr-bpf", "sr-bpf-upload", "sr-splice", "sd-proxyd", "socat", "haproxy",
+            "nginx"]
+TITLES = {
+    "direct": "direct to the Unix backend",
+    "sr-bpf": "sockredir `--mode bpf`",
+    "sr-bpf-upload": "sockredir `--mode bpf --kernel-upload`",
+    "sr-splice": "sockredir `--mode splice`",
+    "sd-proxyd": "systemd-socket-proxyd",
+    "socat": "socat",
+    "haproxy": "haproxy `mode tcp`",
+    "nginx": "nginx `stream`",
+}
+# Plain titles for the plots' legends.
+PLAIN = {k: v.replace("`", "") for k, v in TITLES.items()}
+
+
+def size_name(n):
+    n = int(n)
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return "%d %s" % (n // div, unit)
+    return "%d B" % n
+
+
+def fmt(v, digits=3):
+    """A number with about three significant digits, without exponents."""
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a >= 1000:
+        return "{:,.0f}".format(v)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    if a >= 1:
+        return "%.2f" % v
+    if a == 0:
+        return "0"
+    return "%.3g" % v
+
+
+class Results:
+    def __init__(self, path):
+        self.path = path
+        self.meta = json.load(open(os.path.join(path, "meta.json")))
+        self.rows = [json.loads(l) for l in open(os.path.join(path, "raw.jsonl")) if l.strip()]
+        present = {r["variant"] for r in self.rows}
+        self.variants = [v for v in VARIANTS if v in present]
+        self.rounds = sorted({r["round"] for r in self.rows})
+        # (test, size, conns) -> variant -> round -> row
+        self.by = defaultdict(lambda: defaultdict(dict))
+        for r in self.rows:
+            self.by[(r["test"], int(r["size"]), int(r["conns"]))][r["variant"]][r["round"]] = r
+
+    def cell(self, key, variant):
+        return self.by.get(key, {}).get(variant, {})
+
+    def values(self, key, variant, metric):
+        """Per-round values of metric from the rounds that succeeded."""
+        return {rd: row[metric] for rd, row in self.cell(key, variant).items()
+                if row.get("status") == "ok" and row.get(metric) is not None}
+
+    def stat(self, key, variant, metric):
+        vals = list(self.values(key, variant, metric).values())
+        if not vals:
+            return None
+        return statistics.median(vals), min(vals), max(vals)
+
+    def ratio(self, key, variant, metric):
+        """Median, min and max of the per-round ratio to direct."""
+        mine = self.values(key, variant, metric)
+        base = self.values(key, "direct", metric)
+        rs = [mine[rd] / base[rd] for rd in mine if rd in base and base[rd]]
+        if not rs:
+            return None
+        return statistics.median(rs), min(rs), max(rs)
+
+    def failures(self, key, variant):
+        return {rd: row.get("reason", "?") for rd, row in self.cell(key, variant).items()
+                if row.get("status") != "ok"}
+
+
+def spread(st, unit=""):
+    if st is None:
+        return "–"
+    med, lo, hi = st
+    if len(set((lo, hi))) == 1:
+        return "%s%s" % (fmt(med), unit)
+    return "%s%s (%s–%s)" % (fmt(med), unit, fmt(lo), fmt(hi))
+
+
+def ratio_cell(rt):
+    if rt is None:
+        return "–"
+    med, lo, hi = rt
+    if lo == hi:
+        return "%.2f×" % med
+    return "%.2f× (%.2f–%.2f)" % (med, lo, hi)
+
+
+def status_cell(res, key, v, n_rounds, text):
+    """text, or FAILED with how many rounds failed; the reasons are listed under the table."""
+    fails = res.failures(key, v)
+    if not res.cell(key, v):
+        return "not run"
+    if fails and len(fails) == len(res.cell(key, v)):
+        return "**FAILED**"
+    if fails:
+        return "%s, **failed in %d of %d rounds**" % (text, len(fails), len(res.cell(key, v)))
+    return text
+
+
+class Report:
+    def __init__(self, res):
+        self.res = res
+        self.out = []
+        self.notes = []  # failure reasons, listed after each table
+
+    def line(self, s=""):
+        self.out.append(s)
+
+    def table(self, head, rows):
+        self.line("| " + " | ".join(head) + " |")
+        self.line("|" + "|".join("---" for _ in head) + "|")
+        for r in rows:
+            self.line("| " + " | ".join(r) + " |")
+        self.line()
+
+    def failure_notes(self, keys):
+        res = self.res
+        seen = []
+        for key in keys:
+            for v in res.variants:
+                for rd, why in sorted(res.failures(key, v).items()):
+                    seen.append((v, key, rd, why))
+        if not seen:
+            return
+        # One line per variant, test and reason; the rounds it happened in.
+        grouped = defaultdict(list)
+        for v, key, rd, why in seen:
+            grouped[(v, key, why)].append(rd)
+        self.line("Failed:")
+        for (v, key, why), rds in grouped.items():
+            test, size, conns = key
+            what = "%s %s" % (test, size_name(size)) if test in ("rr", "connrate") else test
+            if conns > 1:
+                what += " over %s connections" % "{:,}".format(conns)
+            self.line("- %s, %s, round %s: %s" % (PLAIN[v], what, ", ".join(map(str, rds)), why))
+        self.line()
+
+    def header(self):
+        m = self.res.meta
+        s = m["settings"]
+        self.line("# sockredir benchmark, %s" % m["date"])
+        self.line()
+        self.line("- Command: `%s` (bench/run.sh), %d s in all." % (m["command"], m["elapsed_seconds"]))
+        self.line("- Machine: %d vCPUs (%s), %s GiB, Linux %s. Other work may have shared it."
+                  % (m["cpus"], m["cpu_model"], m["mem_gib"], m["kernel"]))
+        self.line("- sockredir %s (git %s); %s; %s; %s; %s."
+                  % (m["versions"]["sockredir"].split()[-1] if m["versions"]["sockredir"] else "?",
+                     m["git"], m["versions"]["haproxy"].split(" - ")[0], m["versions"]["nginx"],
+                     m["versions"]["socat"], m["versions"]["systemd"]))
+        self.line("- %d interleaved round(s), the order rotated each round. Each figure is the median"
+                  " over rounds, with min–max in brackets; a ratio is to direct in the same round,"
+                  " then the median of those." % s["rounds"])
+        self.line("- RR: one connection, one message in flight, %s s per size. Bulk: %s in one"
+                  " connection. Connection rate: %d processes, each connect, one 64 B round trip,"
+                  " close, for %s s. Scale: 64 B round trips over N connections (2 client"
+                  " processes), %s s, proxy started fresh for each level."
+                  % (s["rr_seconds"], size_name(s["bulk_bytes"]), s["connrate_procs"],
+                     s["connrate_seconds"], s["scale_seconds"]))
+        self.line("- CPU is the whole machine's (/proc/stat, so kernel workers count); context"
+                  " switches per round trip are the machine's (/proc/stat ctxt); proxy wakeups are"
+                  " the proxy's own voluntary + involuntary switches, all its processes and threads.")
+        self.line()
+
+    def summary_rows(self):
+        """The headline: ratios to direct (lower is better for latency and CPU)."""
+        res = self.res
+        k64 = ("rr", 64, 1)
+        bulk = res.meta["settings"]["bulk_bytes"]
+        levels = [int(x) for x in res.meta["settings"]["scale_levels"]]
+        head = ["variant", "RR 64 B p50", "RR 64 B p99", "upload", "download",
+                "CPU/GiB up", "CPU/GiB down", "conn/s"]
+        head += ["p50 at %s conns" % "{:,}".format(l) for l in levels]
+        rows = []
+        for v in res.variants:
+            r = [TITLES[v],
+                 status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p50_us"))),
+                 status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p99_us"))),
+                 status_cell(res, ("up", bulk, 1), v, 0, ratio_cell(res.ratio(("up", bulk, 1), v, "mb_s"))),
+                 status_cell(res, ("down", bulk, 1), v, 0,
+                             ratio_cell(res.ratio(("down", bulk, 1), v, "mb_s"))),
+                 status_cell(res, ("up", bulk, 1), v, 0,
+                             ratio_cell(res.ratio(("up", bulk, 1), v, "cpu_s_per_gib"))),
+                 status_cell(res, ("down", bulk, 1), v, 0,
+                             ratio_cell(res.ratio(("down", bulk, 1), v, "cpu_s_per_gib"))),
+                 status_cell(res, ("connrate", 64, 1), v, 0,
+                             ratio_cell(res.ratio(("connrate", 64, 1), v, "rate")))]
+            for l in levels:
+                r.append(status_cell(res, ("rr", 64, l), v, 0,
+                                     ratio_cell(res.ratio(("rr", 64, l), v, "p50_us"))))
+            rows.append(r)
+        return head, rows
+
+    def summary(self):
+        self.line("## Summary: ratios to direct")
+        self.line()
+        self.line("Latency and CPU: lower is better. Throughput and conn/s: higher is better.")
+        self.line()
+        head, rows = self.summary_rows()
+        self.table(head, rows)
+
+    def absolute(self):
+        res = self.res
+        k64 = ("rr", 64, 1)
+        bulk = res.meta["settings"]["bulk_bytes"]
+        self.line("## Absolute figures")
+        self.line()
+        head = ["variant", "RR 64 B p50", "RR 64 B p99", "upload MB/s", "download MB/s",
+                "CPU-s/GiB up", "CPU-s/GiB down", "conn/s"]
+        rows = []
+        for v in res.variants:
+            rows.append([TITLES[v], spread(res.stat(k64, v, "p50_us"), " µs"),
+                         spread(res.stat(k64, v, "p99_us"), " µs"),
+                         spread(res.stat(("up", bulk, 1), v, "mb_s")),
+                         spread(res.stat(("down", bulk, 1), v, "mb_s")),
+                         spread(res.stat(("up", bulk, 1), v, "cpu_s_per_gib")),
+                         spread(res.stat(("down", bulk, 1), v, "cpu_s_per_gib")),
+                         spread(res.stat(("connrate", 64, 1), v, "rate"))])
+        self.table(head, rows)
+
+    def latency(self):
+        res = self.res
+        self.line("## Request/response latency, one connection")
+        self.line()
+        sizes = sorted({k[1] for k in res.by if k[0] == "rr" and k[2] == 1})
+        for s in sizes:
+            key = ("rr", s, 1)
+            self.line("### %s messages" % size_name(s))
+            self.line()
+            head = ["variant", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "RR/s",
+                    "p50 × direct", "p99 × direct"]
+            rows = []
+            for v in res.variants:
+                if res.failures(key, v) and len(res.failures(key, v)) == len(res.cell(key, v)):
+                    rows.append([TITLES[v], "**FAILED**"] + [""] * 7)
+                    continue
+                rows.append([TITLES[v]] + [spread(res.stat(key, v, m)) for m in
+                                           ("p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+                                            "rate")] +
+                            [ratio_cell(res.ratio(key, v, "p50_us")),
+                             ratio_cell(res.ratio(key, v, "p99_us"))])
+            self.table(head, rows)
+            self.failure_notes([key])
+
+    def efficiency(self):
+        res = self.res
+        key = ("rr", 64, 1)
+        self.line("## Cost of a 64 B round trip")
+        self.line()
+        head = ["variant", "CPU-s per 10k RR (machine)", "× direct", "context switches per RR"
+                " (machine)", "proxy wakeups per RR", "proxy RSS KiB"]
+        rows = []
+        for v in res.variants:
+            rows.append([TITLES[v], spread(res.stat(key, v, "cpu_s_per_10k")),
+                         ratio_cell(res.ratio(key, v, "cpu_s_per_10k")),
+                         spread(res.stat(key, v, "ctxt_per_rr")),
+                         spread(res.stat(key, v, "proxy_wakeups_per_rr")) if v != "direct" else "–",
+                         spread(res.stat(key, v, "proxy_after_rss_kb")) if v != "direct" else "–"])
+        self.table(head, rows)
+
+    def bulk(self):
+        res = self.res
+        bulk = res.meta["settings"]["bulk_bytes"]
+        self.line("## Bulk transfer, %s in one connection" % size_name(bulk))
+        self.line()
+        head = ["variant", "upload MB/s", "× direct", "CPU-s/GiB", "× direct", "download MB/s",
+                "× direct", "CPU-s/GiB", "× direct", "proxy wakeups up / down"]
+        rows = []
+        ku, kd = ("up", bulk, 1), ("down", bulk, 1)
+        for v in res.variants:
+            wk = "–"
+            if v != "direct":
+                a, b = res.stat(ku, v, "proxy_wakeups"), res.stat(kd, v, "proxy_wakeups")
+                wk = "%s / %s" % (fmt(a[0]) if a else "–", fmt(b[0]) if b else "–")
+            rows.append([TITLES[v],
+                         status_cell(res, ku, v, 0, spread(res.stat(ku, v, "mb_s"))),
+                         ratio_cell(res.ratio(ku, v, "mb_s")),
+                         spread(res.stat(ku, v, "cpu_s_per_gib")),
+                         ratio_cell(res.ratio(ku, v, "cpu_s_per_gib")),
+                         status_cell(res, kd, v, 0, spread(res.stat(kd, v, "mb_s"))),
+                         ratio_cell(res.ratio(kd, v, "mb_s")),
+                         spread(res.stat(kd, v, "cpu_s_per_gib")),
+                         ratio_cell(res.ratio(kd, v, "cpu_s_per_gib")), wk])
+        self.table(head, rows)
+        self.failure_notes([ku, kd])
+
+    def connrate(self):
+        res = self.res
+        key = ("connrate", 64, 1)
+        self.line("## Connection rate (connect, one 64 B round trip, close)")
+        self.line()
+        head = ["variant", "conn/s", "× direct", "p50 µs per connection", "p99 µs",
+                "CPU-s per 10k connections"]
+        rows = []
+        for v in res.variants:
+            rows.append([TITLES[v], status_cell(res, key, v, 0, spread(res.stat(key, v, "rate"))),
+                         ratio_cell(res.ratio(key, v, "rate")),
+                         spread(res.stat(key, v, "p50_us")), spread(res.stat(key, v, "p99_us")),
+                         spread(res.stat(key, v, "cpu_s_per_10k"))])
+        self.table(head, rows)
+        self.failure_notes([key])
+
+    def scale(self):
+        res = self.res
+        levels = [1] + [int(x) for x in res.meta["settings"]["scale_levels"]]
+        self.line("## Scale: 64 B round trips over many connections")
+        self.line()
+        self.line("Level 1 is the one-connection RR run above. fds, RSS and Pss per connection are"
+                  " (held − idle) / connections for all of the proxy's processes, read while the"
+                  " connections are open; Pss shares pages between socat's processes fairly."
+                  " Machine KiB per connection is the change in MemTotal − MemAvailable, so it"
+                  " includes kernel socket memory on both ends (compare with direct).")
+        self.line()
+        keys = []
+        for l in levels:
+            key = ("rr", 64, l)
+            keys.append(key)
+            self.line("### %s connection%s" % ("{:,}".format(l), "" if l == 1 else "s"))
+            self.line()
+            if l == 1:
+                head = ["variant", "p50 µs", "p99 µs", "RR/s", "proxy fds", "proxy RSS KiB"]
+            else:
+                head = ["variant", "p50 µs", "p99 µs", "RR/s", "p50 × direct", "fds/conn",
+                        "RSS KiB/conn", "Pss KiB/conn", "machine KiB/conn"]
+            rows = []
+            for v in res.variants:
+                fails = res.failures(key, v)
+                if res.cell(key, v) and len(fails) == len(res.cell(key, v)):
+                    rows.append([TITLES[v], "**FAILED**"] + [""] * (len(head) - 2))
+                    continue
+                if l == 1:
+                    rows.append([TITLES[v], spread(res.stat(key, v, "p50_us")),
+                                 spread(res.stat(key, v, "p99_us")), spread(res.stat(key, v, "rate")),
+                                 spread(res.stat(key, v, "proxy_after_fds")) if v != "direct" else "–",
+                                 spread(res.stat(key, v, "proxy_after_rss_kb")) if v != "direct" else "–"])
+                    continue
+                px = v != "direct"
+                rows.append([TITLES[v],
+                             status_cell(res, key, v, 0, spread(res.stat(key, v, "p50_us"))),
+                             spread(res.stat(key, v, "p99_us")), spread(res.stat(key, v, "rate")),
+                             ratio_cell(res.ratio(key, v, "p50_us")),
+                             spread(res.stat(key, v, "fds_per_conn")) if px else "–",
+                             spread(res.stat(key, v, "rss_kb_per_conn")) if px else "–",
+                             spread(res.stat(key, v, "pss_kb_per_conn")) if px else "–",
+                             spread(res.stat(key, v, "machine_kb_per_conn"))])
+            self.table(head, rows)
+            self.failure_notes([key])
+
+    def correctness(self):
+        res = self.res
+        self.line("## Were the bytes right?")
+        self.line()
+        self.line("Every echo is compared with its request, and every bulk byte with the pattern"
+                  " it must be (the backend checks uploads and reports the first wrong offset).")
+        self.line()
+        head = ["variant", "measurements", "ok", "failed", "bytes checked", "wrong bytes seen"]
+        rows = []
+        for v in res.variants:
+            mine = [r for r in res.rows if r["variant"] == v]
+            ok = [r for r in mine if r.get("status") == "ok"]
+            wrong = [r for r in mine if "wrong byte" in r.get("reason", "")
+                     or "differs" in r.get("reason", "")]
+            checked = sum(int(r.get("verified_bytes", 0)) for r in mine)
+            rows.append([TITLES[v], str(len(mine)), str(len(ok)), str(len(mine) - len(ok)),
+                         "{:,}".format(checked), str(len(wrong))])
+        self.table(head, rows)
+
+    def sockredir_log(self):
+        path = os.path.join(self.res.path, "sockredir-log.txt")
+        lines = open(path).read().splitlines() if os.path.exists(path) else []
+        self.line("## sockredir's own log")
+        self.line()
+        warn = [l for l in lines if re.search(r": <[0-4]>", l) or "killed" in l
+                or "exit status" in l or "pins left" in l]
+        counters = [l for l in lines if re.search(r": <[5-7]>Connections:", l)]
+        splice = 0
+        for l in counters:
+            m = re.search(r"(\d+) accepted, (\d+) on the kernel path .*?, (\d+) on splice \(mode (\d+)",
+                          l)
+            if m and "sr-splice" not in l:
+                splice += int(m.group(3)) - int(m.group(4))
+        self.line("Warnings, errors and abnormal exits: %d line(s)." % len(warn))
+        self.line("Connections that fell back to splice in a kernel-path variant (exit counters):"
+                  " %d." % splice)
+        self.line()
+        if warn:
+            # The same message in many rounds once, with a count.
+            uniq = defaultdict(int)
+            for l in warn:
+                uniq[re.sub(r"^round \d+, ", "", l)] += 1
+            self.line("```")
+            for l, n in sorted(uniq.items()):
+                self.line("%s%s" % (l, "  (x%d)" % n if n > 1 else ""))
+            self.line("```")
+            self.line()
+
+    def plots(self, made):
+        self.line("## Plots")
+        self.line()
+        for name, title in made:
+            self.line("![%s](%s)" % (title, name))
+            self.line()
+
+    def write(self, made):
+        self.header()
+        self.summary()
+        self.absolute()
+        self.latency()
+        self.efficiency()
+        self.bulk()
+        self.connrate()
+        self.scale()
+        self.correctness()
+        self.sockredir_log()
+        self.plots(made)
+        with open(os.path.join(self.res.path, "results.md"), "w") as f:
+            f.write("\n".join(self.out).rstrip() + "\n")
+
+
+def write_summary_csv(res):
+    """Every (test, variant, metric): median, min, max, and the ratio to direct."""
+    metrics = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "rate", "mb_s", "cpu_s_per_gib",
+               "cpu_s_per_10k", "ctxt_per_rr", "proxy_wakeups_per_rr", "fds_per_conn",
+               "rss_kb_per_conn", "pss_kb_per_conn", "machine_kb_per_conn"]
+    with open(os.path.join(res.path, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["test", "size", "conns", "variant", "metric", "median", "min", "max",
+                    "ratio_median", "ratio_min", "ratio_max", "rounds_ok", "rounds_failed"])
+        for key in sorted(res.by):
+            for v in res.variants:
+                fails = len(res.failures(key, v))
+                ok = len(res.cell(key, v)) - fails
+                for m in metrics:
+                    st = res.stat(key, v, m)
+                    if st is None:
+                        continue
+                    rt = res.ratio(key, v, m) or (None, None, None)
+                    w.writerow(list(key) + [v, m] + ["%.6g" % x for x in st] +
+                               ["" if x is None else "%.4f" % x for x in rt] + [ok, fails])
+
+
+def merged_hist(res, variant, test, size, conns):
+    """Histogram buckets summed over rounds: [(ns, count)], sorted."""
+    acc = defaultdict(int)
+    pat = os.path.join(res.path, "raw", "hist", "r*-%s-%s-%s-c%s.csv" % (variant, test, size, conns))
+    for p in glob.glob(pat):
+        rd = int(re.search(r"/r(\d+)-", p).group(1))
+        row = res.cell((test, size, conns), variant).get(rd)
+        if not row or row.get("status") != "ok":
+            continue
+        with open(p) as f:
+            next(f, None)
+            for line in f:
+                ns, n = line.strip().split(",")
+                acc[float(ns)] += int(n)
+    return sorted(acc.items())
+
+
+def plots(res):
+    """Data files and a gnuplot script in RESULTS/plots/, PNGs in RESULTS. Returns what was made."""
+    d = os.path.join(res.path, "plots")
+    os.makedirs(d, exist_ok=True)
+    made = []
+    gp = ['set terminal pngcairo size 1000,640 font "sans,10"',
+          'set datafile separator "\\t"', 'set grid', 'set key outside right top']
+    styles = {v: i + 1 for i, v in enumerate(VARIANTS)}
+    lt = ['set linetype %d lw 2 dt %d' % (i + 1, 1 if i < 4 else 2) for i in range(len(VARIANTS))]
+    gp += lt
+
+    # CDFs of one-connection latency: the 64 B one alone, and all sizes.
+    sizes = sorted({k[1] for k in res.by if k[0] == "rr" and k[2] == 1})
+    cdf_files = {}
+    for s in sizes:
+        for v in res.variants:
+            h = merged_hist(res, v, "rr", s, 1)
+            total = sum(n for _, n in h)
+            if not total:
+                continue
+            fn = os.path.join(d, "cdf-%s-%s.dat" % (s, v))
+            with open(fn, "w") as f:
+                seen = 0
+                for ns, n in h:
+                    seen += n
+                    f.write("%.3f\t%.6f\n" % (ns / 1e3, seen / total))
+            cdf_files[(s, v)] = fn
+
+    def cdf_plot(s, title):
+        parts = []
+        for v in res.variants:
+            if (s, v) in cdf_files:
+                parts.append('"%s" using 1:2 with steps lt %d title "%s"'
+                             % (cdf_files[(s, v)], styles[v], PLAIN[v]))
+        return parts, title
+
+    if any(k[0] == 64 for k in cdf_files):
+        parts, _ = cdf_plot(64, "")
+        gp += ['set output "%s"' % os.path.join(res.path, "latency-cdf-64.png"),
+               'set title "64 B request/response latency, one connection (all rounds)"',
+               'set logscale x', 'set xlabel "round-trip time (µs)"',
+               'set ylabel "fraction of round trips"', 'set yrange [0:1]', 'set format x "%g"',
+               "plot " + ", \\\n  ".join(parts), 'unset logscale x', 'unset title']
+        made.append(("latency-cdf-64.png", "64 B latency CDF"))
+    if len(sizes) > 1:
+        gp += ['set output "%s"' % os.path.join(res.path, "latency-cdf-sizes.png"),
+               'set terminal pngcairo size 1200,900 font "sans,9"',
+               'set multiplot layout 2,2', 'set logscale x', 'set yrange [0:1]',
+               'set xlabel "round-trip time (µs)"', 'set ylabel "fraction"', 'set key inside bottom right']
+        for s in sizes:
+            parts, _ = cdf_plot(s, "")
+            gp += ['set title "%s messages"' % size_name(s), "plot " + ", \\\n  ".join(parts)]
+        gp += ['unset multiplot', 'unset logscale x', 'unset title', 'set key outside right top',
+               'set terminal pngcairo size 1000,640 font "sans,10"', 'set yrange [*:*]']
+        made.append(("latency-cdf-sizes.png", "latency CDF per message size"))
+
+    # Throughput bars with min-max error bars.
+    bulk = res.meta["settings"]["bulk_bytes"]
+    fn = os.path.join(d, "throughput.dat")
+    with open(fn, "w") as f:
+        f.write("variant\tup\tup_lo\tup_hi\tdown\tdown_lo\tdown_hi\n")
+        for v in res.variants:
+            u = res.stat(("up", bulk, 1), v, "mb_s") or (0, 0, 0)
+            w = res.stat(("down", bulk, 1), v, "mb_s") or (0, 0, 0)
+            f.write('"%s"\t%g\t%g\t%g\t%g\t%g\t%g\n' % ((PLAIN[v],) + u + w))
+    gp += ['set output "%s"' % os.path.join(res.path, "throughput.png"),
+           'set title "Bulk throughput, %s in one connection (median, min–max)"' % size_name(bulk),
+           'set style data histograms', 'set style histogram errorbars gap 2 lw 1',
+           'set style fill solid 0.7 border -1', 'set ylabel "MB/s"', 'set xlabel ""',
+           'set yrange [0:*]', 'set xtics rotate by -25 left', 'set key inside top right',
+           'plot "%s" using 2:3:4:xtic(1) title "upload (client → backend)" lc rgb "#3b6ea5", \\\n'
+           '  "" using 5:6:7 title "download (backend → client)" lc rgb "#e07b39"' % fn,
+           'unset style', 'set style data lines', 'set xtics norotate', 'set yrange [*:*]',
+           'set key outside right top', 'unset title']
+    made.append(("throughput.png", "throughput per direction"))
+
+    # Latency and memory against concurrency; failed levels are left out of the lines.
+    levels = [1] + [int(x) for x in res.meta["settings"]["scale_levels"]]
+    sfiles = {}
+    for v in res.variants:
+        fn = os.path.join(d, "scale-%s.dat" % v)
+        n = 0
+        with open(fn, "w") as f:
+            for l in levels:
+                p50 = res.stat(("rr", 64, l), v, "p50_us")
+                p99 = res.stat(("rr", 64, l), v, "p99_us")
+                rss = res.stat(("rr", 64, l), v, "rss_kb_per_conn") if l > 1 else None
+                if p50:
+                    f.write("%d\t%g\t%g\t%s\n" % (l, p50[0], p99[0], "%g" % rss[0] if rss else "NaN"))
+                    n += 1
+        if n:
+            sfiles[v] = fn
+    gp += ['set output "%s"' % os.path.join(res.path, "latency-vs-connections.png"),
+           'set terminal pngcairo size 1200,560 font "sans,10"',
+           'set multiplot layout 1,2 title "64 B request/response latency against concurrent'
+           ' connections (median over rounds; a missing point failed)"',
+           'set logscale xy', 'set xlabel "concurrent connections"', 'set ylabel "µs"',
+           'set format x "%g"', 'set key inside top left', 'set xrange [0.7:15000]']
+    for col, name in ((2, "p50"), (3, "p99")):
+        parts = ['"%s" using 1:%d with linespoints lt %d pt 7 title "%s"'
+                 % (fn, col, styles[v], PLAIN[v]) for v, fn in sfiles.items()]
+        gp += ['set title "%s"' % name, "plot " + ", \\\n  ".join(parts)]
+    gp += ['unset multiplot', 'unset logscale', 'set xrange [*:*]', 'unset title']
+    made.append(("latency-vs-connections.png", "latency against concurrency"))
+
+    mem_parts = ['"%s" using 1:4 with linespoints lt %d pt 7 title "%s"'
+                 % (fn, styles[v], PLAIN[v]) for v, fn in sfiles.items() if v != "direct"]
+    if mem_parts and len(levels) > 1:
+        gp += ['set terminal pngcairo size 1000,560 font "sans,10"',
+               'set output "%s"' % os.path.join(res.path, "memory-per-connection.png"),
+               'set title "Proxy RSS per connection (all its processes; held − idle)"',
+               'set logscale x', 'set xlabel "concurrent connections"', 'set ylabel "KiB"',
+               'set xrange [50:15000]', 'set yrange [0:*]', 'set key outside right top',
+               "plot " + ", \\\n  ".join(mem_parts)]
+        made.append(("memory-per-connection.png", "proxy memory per connection"))
+
+    script = os.path.join(d, "plots.gp")
+    with open(script, "w") as f:
+        f.write("\n".join(gp) + "\n")
+    r = subprocess.run(["gnuplot", script], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        sys.stderr.write("report: gnuplot failed:\n%s\n" % r.stderr)
+    elif r.stderr.strip():
+        sys.stderr.write("report: gnuplot says:\n%s\n" % r.stderr)
+    return [(n, t) for n, t in made if os.path.exists(os.path.join(res.path, n))]
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    res = Results(sys.argv[1])
+    write_summary_csv(res)
+    made = plots(res)
+    Report(res).write(made)
+    # The headline, for the terminal.
+    head, rows = Report(res).summary_rows()
+    print("| " + " | ".join(head) + " |")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
