@@ -28,7 +28,8 @@ USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wer
 USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
 BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
-TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(BENCH_PROGS)
+TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
+	      $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
 
 # Debian packages: to build, to test, and for the demo.
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
@@ -96,6 +97,14 @@ $(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/
 $(OUTPUT)/bench-%: bench/%.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $< -lm -o $@
+
+$(OUTPUT)/test-peek: tests/test-peek.c $(OUTPUT)/user/peek.o | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ -o $@
+
+$(OUTPUT)/test-proxy-protocol: tests/test-proxy-protocol.c $(OUTPUT)/user/proxy-protocol.o | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ -o $@
 
 # Install missing Debian packages when root; otherwise say what to run.
 deps:

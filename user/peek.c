@@ -225,7 +225,7 @@ enum peek_result peek_tls_sni(const uint8_t *buf, size_t len, char *host)
 		size_t rec_len, avail;
 
 		if (len - off < TLS_RECORD_HEADER)
-			return PEEK_MORE;
+			return len >= PEEK_MAX ? PEEK_INVALID : PEEK_MORE;
 		if (buf[off] != TLS_CONTENT_HANDSHAKE || buf[off + 1] != 3)
 			return PEEK_INVALID;
 		rec_len = be16(buf + off + 3);

@@ -52,18 +52,22 @@ static void endpoint_from(const struct sockaddr *sa, struct endpoint *ret)
 
 static int encode_v1(const struct endpoint *s, const struct endpoint *d, uint8_t *buf, size_t size)
 {
-	char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
+	char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN], line[PROXY_HEADER_MAX];
 	int n;
 
 	if (s->family == AF_UNSPEC || s->family != d->family)
-		n = snprintf((char *)buf, size, "PROXY UNKNOWN\r\n");
+		n = snprintf(line, sizeof(line), "PROXY UNKNOWN\r\n");
 	else {
 		inet_ntop(s->family, s->addr, sa, sizeof(sa));
 		inet_ntop(d->family, d->addr, da, sizeof(da));
-		n = snprintf((char *)buf, size, "PROXY %s %s %s %u %u\r\n",
+		n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n",
 			     s->family == AF_INET ? "TCP4" : "TCP6", sa, da, s->port, d->port);
 	}
-	return n < 0 || (size_t)n >= size ? -EINVAL : n;
+	/* The header has no NUL: it fits in exactly n bytes, as v2 does in its length. */
+	if (n < 0 || (size_t)n >= sizeof(line) || (size_t)n > size)
+		return -EINVAL;
+	memcpy(buf, line, (size_t)n);
+	return n;
 }
 
 static int encode_v2(const struct endpoint *s, const struct endpoint *d, uint8_t *buf, size_t size)
