@@ -115,7 +115,8 @@ backend_errors() {
 	grep -o '[0-9]* errors' "$T/backend.log" | tail -n 1 | cut -d' ' -f1
 }
 
-# start_proxy [sockredir options...]: socket-activated on 127.0.0.1:$PORT, backend $T/backend.sock.
+# start_proxy [sockredir options...]: socket-activated on 127.0.0.1:$PORT, backend $T/backend.sock
+# (set PROXY_BACKEND= to give none, when the options or a config file name the backends).
 # systemd-socket-activate binds now and execs sockredir (same pid) at the first connection.
 PROXY_N=0
 start_proxy() {
@@ -124,7 +125,7 @@ start_proxy() {
 	PIN_NAMES+=("$PROXY_NAME")
 	PROXY_LOG=$T/proxy$PROXY_N.log
 	systemd-socket-activate -l "127.0.0.1:$PORT" ${PROXY_ENV:-} \
-		"$SOCKREDIR" --name "$PROXY_NAME" "$@" "$T/backend.sock" 2>"$PROXY_LOG" &
+		"$SOCKREDIR" --name "$PROXY_NAME" "$@" ${PROXY_BACKEND-"$T/backend.sock"} 2>"$PROXY_LOG" &
 	PROXY_PID=$!
 	wait_for "listener on port $PORT" 5 port_listening "$PORT"
 }

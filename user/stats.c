@@ -20,14 +20,35 @@ static uint64_t fallbacks(const struct sr_proxy_stats *s)
 	return n;
 }
 
+static const char *format_bytes(uint64_t n, char *buf, size_t size)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+	return buf;
+}
+
 void stats_format_status(const struct proxy *p, char *buf, size_t size)
 {
 	const struct sr_proxy_stats *s = p->stats;
+	struct sr_kstats k = {};
+	char down[32], up[32];
 
+	if (p->bpf && bpf_state_read_kstats(p->bpf, &k) < 0)
+		k = (struct sr_kstats){};
 	snprintf(buf, size,
 		 "%" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
-		 " splice)",
-		 U(s->open), U(s->accepted), U(s->kernel), fallbacks(s));
+		 " splice); %s down, %s up",
+		 U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
+		 format_bytes(k.bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] + s->flushed_bytes,
+			      down, sizeof(down)),
+		 format_bytes(k.bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP], up, sizeof(up)));
 }
 
 void stats_log_summary(struct proxy *p)
