@@ -12,9 +12,11 @@ wait_for "notify socket" 5 test -S "$T/notify.sock"
 notified() { grep -q "$1" "$T/notify.out"; }
 
 # 1. A transfer in flight when SIGTERM comes finishes; then the proxy exits 0.
-PROXY_ENV="-E NOTIFY_SOCKET=$T/notify.sock" start_proxy --mode bpf
+PROXY_ENV="-E NOTIFY_SOCKET=$T/notify.sock -E WATCHDOG_USEC=400000" start_proxy --mode bpf
 proxy_activate
 wait_for "READY=1" 5 notified 'READY=1'
+# WatchdogSec=: WATCHDOG=1 at half the interval (200 ms here).
+wait_for "WATCHDOG=1" 5 notified 'WATCHDOG=1'
 client --test down --size 2G --timeout 60 >"$T/client.out" 2>&1 &
 cpid=$!
 sleep 0.3
