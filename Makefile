@@ -34,7 +34,8 @@ TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
 # Debian packages: to build, to test, and for the demo.
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc
-DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf
+DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
+DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
 
 ifeq ($(V),1)
 Q =
@@ -108,7 +109,7 @@ $(OUTPUT)/test-proxy-protocol: tests/test-proxy-protocol.c $(OUTPUT)/user/proxy-
 
 # Install missing Debian packages when root; otherwise say what to run.
 deps:
-	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH); do \
+	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH) $(DEPS_EXTRA); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 			|| missing="$$missing $$p"; \
 	done; \
