@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* sockredir: a socket-activated TCP -> Unix redirector whose data path is a sockmap program. */
+#include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
 
@@ -8,7 +9,9 @@
 #include "log.h"
 #include "options.h"
 #include "proxy.h"
+#include "privileges.h"
 #include "routes.h"
+#include "stats-cmd.h"
 
 static const char *load_hint(int r)
 {
@@ -108,6 +111,21 @@ static int run(int argc, char *argv[])
 		log_warning("--kernel-upload: client->backend moves in the kernel, with no memory "
 			    "bound against a slow backend. See README.md, \"Known limits\".");
 
+	/*
+	 * Loaded, attached and pinned: from here on, sockhash updates and drain probes need only
+	 * CAP_BPF, and SO_SNDBUFFORCE CAP_NET_ADMIN. Drop the rest (see user/privileges.c).
+	 */
+	if (bpf) {
+		uint64_t keep = 1ULL << CAP_BPF | (p.kernel_upload ? 1ULL << CAP_NET_ADMIN : 0);
+
+		r = capabilities_keep_only(keep);
+		if (r < 0)
+			log_warning_errno(r, "Failed to drop capabilities, ignoring: %m");
+		else
+			log_debug("Capabilities dropped to CAP_BPF%s.",
+				  p.kernel_upload ? " and CAP_NET_ADMIN" : "");
+	}
+
 	r = proxy_run(&p);
 out:
 	proxy_done(&p);
@@ -119,7 +137,8 @@ out:
 
 int main(int argc, char *argv[])
 {
-	int r = run(argc, argv);
+	int r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1)
+						     : run(argc, argv);
 
 	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
 }

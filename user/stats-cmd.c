@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * `sockredir stats`: read the counters of running instances from their pinned maps, read-only.
+ * It needs read access to the pins, and the bpf() syscall: CAP_BPF where
+ * kernel.unprivileged_bpf_disabled is set, as it is on Debian. No other privilege.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "../bpf/sockredir.h"
+#include "log.h"
+#include "options.h"
+#include "stats-cmd.h"
+
+#define PIN_ROOT "/sys/fs/bpf/sockredir"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+/* The BPF ABI uses __u64 (unsigned long long); PRIu64 wants uint64_t. */
+#define U(x) ((uint64_t)(x))
+
+struct instance_stats {
+	char name[NAME_MAX + 1];
+	struct sr_proxy_stats proxy;
+	struct sr_kstats kernel;
+	uint64_t peers; /* entries in sr_peers: sockets on the kernel path now */
+};
+
+static const char *const fallback_names[_SR_FALLBACK_MAX] = {
+	[SR_FALLBACK_NONE] = "none",
+	[SR_FALLBACK_MODE] = "mode",
+	[SR_FALLBACK_CLIENT_STATE] = "client_half_closed",
+	[SR_FALLBACK_BACKEND_STATE] = "backend_refused",
+	[SR_FALLBACK_MAP_FULL] = "map_full",
+	[SR_FALLBACK_OTHER] = "other",
+};
+
+static int open_pin(const char *dir, const char *name)
+{
+	LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
+	char path[PATH_MAX];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = bpf_obj_get_opts(path, &opts);
+	return fd < 0 ? negative_errno() : fd;
+}
+
+static int read_instance(const char *dir, const char *name, struct instance_stats *ret)
+{
+	_cleanup_close_ int fd_proxy = -EBADF, fd_kstats = -EBADF, fd_peers = -EBADF;
+	struct instance_stats st = {};
+	struct sr_kstats *percpu;
+	__u64 key = 0, next;
+	__u32 zero = 0;
+	int ncpu, r;
+
+	snprintf(st.name, sizeof(st.name), "%s", name);
+	fd_proxy = open_pin(dir, SR_MAP_PROXY_STATS);
+	if (fd_proxy < 0)
+		return fd_proxy;
+	fd_kstats = open_pin(dir, SR_MAP_KSTATS);
+	if (fd_kstats < 0)
+		return fd_kstats;
+	fd_peers = open_pin(dir, SR_MAP_PEERS);
+	if (fd_peers < 0)
+		return fd_peers;
+
+	if (bpf_map_lookup_elem(fd_proxy, &zero, &st.proxy) < 0)
+		return negative_errno();
+
+	ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	percpu = calloc((size_t)ncpu, sizeof(*percpu));
+	if (!percpu)
+		return -ENOMEM;
+	r = bpf_map_lookup_elem(fd_kstats, &zero, percpu) < 0 ? negative_errno() : 0;
+	for (int i = 0; r >= 0 && i < ncpu; i++) {
+		for (int d = 0; d < _SR_DIR_MAX; d++) {
+			st.kernel.bytes[d] += percpu[i].bytes[d];
+			st.kernel.skbs[d] += percpu[i].skbs[d];
+		}
+		st.kernel.redirect_failed += percpu[i].redirect_failed;
+		st.kernel.peer_missing += percpu[i].peer_missing;
+		st.kernel.empty_dropped += percpu[i].empty_dropped;
+		st.kernel.held += percpu[i].held;
+	}
+	free(percpu);
+	if (r < 0)
+		return r;
+
+	/* Counting keys costs one syscall each; it stops at a sane bound. */
+	for (void *k = NULL; st.peers < 1000000; k = &key, key = next) {
+		if (bpf_map_get_next_key(fd_peers, k, &next) < 0)
+			break;
+		st.peers++;
+	}
+
+	*ret = st;
+	return 0;
+}
+
+static uint64_t fallback_total(const struct sr_proxy_stats *s)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < _SR_FALLBACK_MAX; i++)
+		n += s->fallback[i];
+	return n;
+}
+
+static void print_text(const struct instance_stats *st)
+{
+	const struct sr_proxy_stats *p = &st->proxy;
+	const struct sr_kstats *k = &st->kernel;
+
+	printf("%s\n", st->name);
+	printf("  connections   %" PRIu64 " open, %" PRIu64 " accepted, %" PRIu64
+	       " backend connect failures\n",
+	       U(p->open), U(p->accepted), U(p->connect_failed));
+	printf("  path          %" PRIu64 " kernel (%" PRIu64 " with kernel upload), %" PRIu64
+	       " splice\n",
+	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
+	printf("  fallbacks    ");
+	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
+		printf(" %s %" PRIu64 "%s", fallback_names[i], U(p->fallback[i]),
+		       i + 1 < _SR_FALLBACK_MAX ? "," : "\n");
+	printf("  down (b->c)   %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced, %" PRIu64
+	       " by hand\n",
+	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]), U(p->flushed_bytes));
+	printf("  up (c->b)     %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced\n",
+	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]));
+	printf("  kernel path   %" PRIu64 " sockets in sr_peers, %" PRIu64 " redirect failures, %"
+	       PRIu64 " held skbs, %" PRIu64 " empty skbs dropped, %" PRIu64 " drain checks\n",
+	       st->peers, U(k->redirect_failed), U(k->held), U(k->empty_dropped),
+	       U(p->drain_checks));
+	printf("  setup         %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64
+	       " reloads\n",
+	       U(p->peek_failed), U(p->idle_closed), U(p->reloads));
+}
+
+static void print_json(const struct instance_stats *st, bool first)
+{
+	const struct sr_proxy_stats *p = &st->proxy;
+	const struct sr_kstats *k = &st->kernel;
+
+	/* Instance names are restricted to [A-Za-z0-9_.@-] (see --name): no escaping needed. */
+	printf("%s{\"name\":\"%s\",\"open\":%" PRIu64 ",\"accepted\":%" PRIu64
+	       ",\"connect_failed\":%" PRIu64 ",\"kernel\":%" PRIu64 ",\"kernel_upload\":%" PRIu64
+	       ",\"splice\":%" PRIu64 ",\"fallbacks\":{",
+	       first ? "" : ",", st->name, U(p->open), U(p->accepted), U(p->connect_failed),
+	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
+	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
+		printf("%s\"%s\":%" PRIu64, i > 1 ? "," : "", fallback_names[i], U(p->fallback[i]));
+	printf("},\"bytes\":{\"down\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64
+	       ",\"by_hand\":%" PRIu64 "},\"up\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64 "}}",
+	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]), U(p->flushed_bytes),
+	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]));
+	printf(",\"kernel_sockets\":%" PRIu64 ",\"redirect_failed\":%" PRIu64
+	       ",\"peer_missing\":%" PRIu64 ",\"held_skbs\":%" PRIu64 ",\"empty_dropped\":%" PRIu64
+	       ",\"drain_checks\":%" PRIu64 ",\"peek_failed\":%" PRIu64 ",\"idle_closed\":%" PRIu64
+	       ",\"reloads\":%" PRIu64 "}",
+	       st->peers, U(k->redirect_failed), U(k->peer_missing), U(k->held),
+	       U(k->empty_dropped), U(p->drain_checks), U(p->peek_failed), U(p->idle_closed),
+	       U(p->reloads));
+}
+
+static void stats_help(void)
+{
+	printf("%s stats [OPTIONS...] [NAME...]\n"
+	       "\n"
+	       "Show the counters of running sockredir instances, read from their pinned maps\n"
+	       "(" PIN_ROOT "/NAME). Without NAME: every instance found there.\n"
+	       "\n"
+	       "     --json             One JSON array, for scripts\n"
+	       "     --watch=SECONDS    Print again every SECONDS until interrupted\n"
+	       "     --pin-path=DIR     Read the instance pinned in DIR (as sockredir --pin-path)\n"
+	       "  -h --help             Show this help\n"
+	       "\n"
+	       "Needs read access to the pins, and CAP_BPF where unprivileged BPF is disabled.\n",
+	       program_invocation_short_name);
+}
+
+/* One pass: every requested instance. Returns how many were shown, or <0. */
+static int stats_once(char **names, size_t n_names, const char *pin_path, bool json)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct instance_stats st;
+	bool first = true;
+	int shown = 0, r;
+
+	if (json)
+		printf("[");
+	if (pin_path) {
+		const char *base = strrchr(pin_path, '/');
+
+		r = read_instance(pin_path, base ? base + 1 : pin_path, &st);
+		if (r < 0)
+			return log_error_errno(r, "Failed to read the pins in %s: %m", pin_path);
+		json ? print_json(&st, first) : print_text(&st);
+		shown++;
+	} else if (n_names > 0) {
+		for (size_t i = 0; i < n_names; i++) {
+			char dir[PATH_MAX];
+
+			snprintf(dir, sizeof(dir), PIN_ROOT "/%s", names[i]);
+			r = read_instance(dir, names[i], &st);
+			if (r < 0)
+				return log_error_errno(r, "No readable instance '%s' in " PIN_ROOT
+							  ": %m",
+						       names[i]);
+			json ? print_json(&st, first) : print_text(&st);
+			first = false;
+			shown++;
+		}
+	} else {
+		struct dirent *de;
+
+		d = opendir(PIN_ROOT);
+		if (!d && errno != ENOENT)
+			return log_error_errno(errno, "Failed to open " PIN_ROOT ": %m");
+		while (d && (de = readdir(d))) {
+			char dir[PATH_MAX];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(dir, sizeof(dir), PIN_ROOT "/%s", de->d_name);
+			r = read_instance(dir, de->d_name, &st);
+			if (r < 0) {
+				log_warning_errno(r, "Skipping %s: %m", dir);
+				continue;
+			}
+			json ? print_json(&st, first) : print_text(&st);
+			first = false;
+			shown++;
+		}
+	}
+	if (json)
+		printf("]\n");
+	if (shown == 0)
+		log_error("No sockredir instance found under " PIN_ROOT ". Is one running? An "
+			  "instance pins its maps there while it runs and removes them on exit.");
+	fflush(stdout);
+	return shown;
+}
+
+int stats_main(int argc, char *argv[])
+{
+	enum { ARG_JSON = 0x100, ARG_WATCH, ARG_PIN_PATH };
+	static const struct option options[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "json", no_argument, NULL, ARG_JSON },
+		{ "watch", required_argument, NULL, ARG_WATCH },
+		{ "pin-path", required_argument, NULL, ARG_PIN_PATH },
+		{}
+	};
+	const char *pin_path = NULL;
+	uint64_t watch = 0;
+	bool json = false;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		switch (c) {
+		case 'h':
+			stats_help();
+			return 0;
+		case ARG_JSON:
+			json = true;
+			break;
+		case ARG_WATCH:
+			if (parse_time_usec(optarg, &watch) < 0 || watch < USEC_PER_SEC / 10) {
+				log_error("Invalid --watch '%s': expected a time of at least 0.1 s.",
+					  optarg);
+				return -SR_EUSAGE;
+			}
+			break;
+		case ARG_PIN_PATH:
+			pin_path = optarg;
+			break;
+		default:
+			log_error("Try '%s stats --help' for more information.",
+				  program_invocation_short_name);
+			return -SR_EUSAGE;
+		}
+	}
+
+	/* Quiet libbpf: a missing pin is reported by us, once. */
+	log_bridge_libbpf(false);
+	for (;;) {
+		if (watch && !json)
+			printf("\033[H\033[2J");
+		r = stats_once(argv + optind, (size_t)(argc - optind), pin_path, json);
+		if (r <= 0)
+			return r < 0 ? r : -ENOENT;
+		if (!watch)
+			return 0;
+		struct timespec ts = { .tv_sec = (time_t)(watch / USEC_PER_SEC),
+				       .tv_nsec = (long)(watch % USEC_PER_SEC) * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
