@@ -33,7 +33,8 @@ TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
 
 # Debian packages: to build, to test, and for the demo.
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
-DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc
+DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc man-db groff-base \
+	      bsdextrautils
 DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
 DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
 
@@ -140,12 +141,24 @@ bench: deps
 
 check: test
 
+# systemd looks for units in /usr/local/lib/systemd/system too.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR  ?= $(PREFIX)/share/man
+
 install: $(OUTPUT)/sockredir
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX)/bin/sockredir)
 	$(Q)install -D -m 0755 $(OUTPUT)/sockredir $(DESTDIR)$(PREFIX)/bin/sockredir
+	$(call msg,INSTALL,$(DESTDIR)$(UNITDIR)/sockredir@.socket sockredir@.service)
+	$(Q)install -D -m 0644 units/sockredir@.socket $(DESTDIR)$(UNITDIR)/sockredir@.socket
+	$(Q)sed 's|/usr/local/bin/sockredir|$(PREFIX)/bin/sockredir|' units/sockredir@.service \
+		>$(OUTPUT)/sockredir@.service
+	$(Q)install -D -m 0644 $(OUTPUT)/sockredir@.service $(DESTDIR)$(UNITDIR)/sockredir@.service
+	$(call msg,INSTALL,$(DESTDIR)$(MANDIR)/man8/sockredir.8)
+	$(Q)install -D -m 0644 user/sockredir.8 $(DESTDIR)$(MANDIR)/man8/sockredir.8
 
 uninstall:
-	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/sockredir
+	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/sockredir $(DESTDIR)$(UNITDIR)/sockredir@.socket \
+		$(DESTDIR)$(UNITDIR)/sockredir@.service $(DESTDIR)$(MANDIR)/man8/sockredir.8
 
 format:
 	$(Q)clang-format -i bpf/*.c bpf/*.h user/*.c user/*.h

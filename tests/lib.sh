@@ -127,6 +127,7 @@ start_proxy() {
 	systemd-socket-activate -l "127.0.0.1:$PORT" ${PROXY_ENV:-} \
 		"$SOCKREDIR" --name "$PROXY_NAME" "$@" ${PROXY_BACKEND-"$T/backend.sock"} 2>"$PROXY_LOG" &
 	PROXY_PID=$!
+	BG_PIDS+=($PROXY_PID) # so that cleanup kills it even after PROXY_PID moves on
 	wait_for "listener on port $PORT" 5 port_listening "$PORT"
 }
 
