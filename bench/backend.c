@@ -25,11 +25,11 @@
 #include "proto.h"
 
 #define MAX_PROCS 16
-#define READ_BUF (256 * 1024)
+#define READ_BUF  (256 * 1024)
 /* Reads per connection per wakeup, so that one bulk flow can't starve the others. */
-#define READ_BATCH 8
+#define READ_BATCH   8
 #define ACCEPT_BATCH 64
-#define EVENTS 256
+#define EVENTS	     256
 /* Error messages each process prints before it only counts them. */
 #define MAX_ERROR_LINES 10
 
@@ -85,7 +85,7 @@ static void conn_free(struct conn *c)
 
 static int conn_watch(struct conn *c, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = c };
+	struct epoll_event ev = {.events = events, .data.ptr = c};
 
 	if (c->events == events)
 		return 0;
@@ -151,7 +151,7 @@ static int sink_chunk(struct conn *c, const uint8_t *buf, size_t len)
 	c->done += len;
 	if (c->done < c->hdr.len)
 		return 0;
-	c->reply = (struct bench_sink_reply){ .received = c->done, .mismatch = c->mismatch };
+	c->reply = (struct bench_sink_reply){.received = c->done, .mismatch = c->mismatch};
 	c->state = ST_SINK_REPLY;
 	return conn_watch(c, EPOLLOUT);
 }
@@ -161,8 +161,8 @@ static int source_send(struct conn *c)
 	for (int i = 0; i < READ_BATCH && c->done < c->hdr.len; i++) {
 		uint64_t left = c->hdr.len - c->done;
 		size_t len = left < READ_BUF ? (size_t)left : READ_BUF;
-		ssize_t n = send(c->fd, pattern + c->done % BENCH_PERIOD, len,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n =
+		    send(c->fd, pattern + c->done % BENCH_PERIOD, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0)
 			return errno == EAGAIN ? 0 : -1;
@@ -200,7 +200,8 @@ static int header_done(struct conn *c)
 	}
 }
 
-/* Readable: -1 closes the connection (EOF is not an error, the caller can't tell, so count here). */
+/* Readable: -1 closes the connection (EOF is not an error, the caller can't tell, so count here).
+ */
 static int conn_read(struct conn *c)
 {
 	for (int i = 0; i < READ_BATCH; i++) {
@@ -209,12 +210,13 @@ static int conn_read(struct conn *c)
 
 		if (c->state == ST_HEADER)
 			want = sizeof(c->hdr) - c->hdr_got;
-		n = recv(c->fd, c->state == ST_HEADER ? (uint8_t *)&c->hdr + c->hdr_got : rbuf, want,
-			 MSG_DONTWAIT);
+		n = recv(c->fd, c->state == ST_HEADER ? (uint8_t *)&c->hdr + c->hdr_got : rbuf,
+			 want, MSG_DONTWAIT);
 		if (n == 0) {
 			/* The client closed. Only a sink that is still owed bytes has lost any. */
 			if (c->state == ST_SINK)
-				error_msg("client closed before the announced upload was complete", 0);
+				error_msg("client closed before the announced upload was complete",
+					  0);
 			return -1;
 		}
 		if (n < 0) {
@@ -264,8 +266,9 @@ static int conn_write(struct conn *c)
 		return conn_watch(c, EPOLLIN);
 	case ST_SINK_REPLY:
 		while (c->reply_off < sizeof(c->reply)) {
-			ssize_t n = send(c->fd, (uint8_t *)&c->reply + c->reply_off,
-					 sizeof(c->reply) - c->reply_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+			ssize_t n =
+			    send(c->fd, (uint8_t *)&c->reply + c->reply_off,
+				 sizeof(c->reply) - c->reply_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 			if (n < 0)
 				return errno == EAGAIN ? 0 : -1;
@@ -301,7 +304,7 @@ static void on_listener(int lfd)
 		c->fd = fd;
 		c->state = ST_HEADER;
 		c->events = EPOLLIN;
-		ev = (struct epoll_event){ .events = EPOLLIN, .data.ptr = c };
+		ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			error_msg("epoll_ctl", errno);
 			conn_free(c);
@@ -314,7 +317,7 @@ static void on_listener(int lfd)
 static int serve(int lfd)
 {
 	struct epoll_event evs[EVENTS];
-	struct epoll_event lev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL };
+	struct epoll_event lev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = NULL};
 
 	rbuf = malloc(READ_BUF);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -357,7 +360,7 @@ static int serve(int lfd)
 
 static int listen_unix(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -383,15 +386,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "procs", required_argument, NULL, 'p' },
-		{ "ready-file", required_argument, NULL, 'r' },
-		{}
-	};
+	static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+						 {"procs", required_argument, NULL, 'p'},
+						 {"ready-file", required_argument, NULL, 'r'},
+						 {}};
 	const char *path = NULL, *ready = NULL;
 	pid_t kids[MAX_PROCS];
-	struct sigaction sa = { .sa_handler = on_term };
+	struct sigaction sa = {.sa_handler = on_term};
 	int procs = 2, lfd, c, status = 0;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -41,13 +41,13 @@
 
 #include "proto.h"
 
-#define MAX_PROCS 16
+#define MAX_PROCS  16
 #define BULK_CHUNK (256 * 1024)
-#define MAX_MSG (1024 * 1024)
+#define MAX_MSG	   (1024 * 1024)
 /* Connections per process that may be connecting at once; more overflow the listen backlog. */
 #define CONNECT_PACE 64
 #define NSEC_PER_SEC 1000000000ull
-#define RR_STRIDE 131071 /* pattern offset step between messages, so each differs */
+#define RR_STRIDE    131071 /* pattern offset step between messages, so each differs */
 
 /*
  * Latency histogram, log-linear like HdrHistogram: values below 2^(SUB_BITS+1) ns are exact,
@@ -55,8 +55,8 @@
  * than 1/128 of its value. Values from 2^40 ns (18 minutes) up share the last bucket.
  */
 #define SUB_BITS 7
-#define SUB (1u << SUB_BITS)
-#define HIST_N ((40 - SUB_BITS) * SUB + 2 * SUB)
+#define SUB	 (1u << SUB_BITS)
+#define HIST_N	 ((40 - SUB_BITS) * SUB + 2 * SUB)
 
 struct hist {
 	uint64_t n[HIST_N];
@@ -76,7 +76,7 @@ static struct {
 	uint64_t max_count;
 	pid_t watch;
 	const char *hist_path;
-} o = { .size = 64, .conns = 1, .procs = 1, .duration = 1, .stall = 5, .max_count = 10000000 };
+} o = {.size = 64, .conns = 1, .procs = 1, .duration = 1, .stall = 5, .max_count = 10000000};
 
 static uint8_t *pattern;
 
@@ -127,7 +127,7 @@ static void jstr(const char *key, const char *v)
 
 static const char *test_name(enum test t)
 {
-	static const char *names[] = { "probe", "rr", "up", "down", "connrate" };
+	static const char *names[] = {"probe", "rr", "up", "down", "connrate"};
 
 	return names[t];
 }
@@ -167,7 +167,7 @@ static uint64_t now_ns(void)
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
 }
@@ -330,7 +330,8 @@ static uint64_t count_dir(const char *path, bool numeric_only)
 	if (!d)
 		return 0;
 	while ((e = readdir(d)))
-		if (e->d_name[0] != '.' && (!numeric_only || (e->d_name[0] >= '0' && e->d_name[0] <= '9')))
+		if (e->d_name[0] != '.' &&
+		    (!numeric_only || (e->d_name[0] >= '0' && e->d_name[0] <= '9')))
 			n++;
 	closedir(d);
 	return n;
@@ -462,7 +463,8 @@ static void report_cpu(const struct cpu_sample *a, const struct cpu_sample *b)
 	jnum("cpu_s", cpu_seconds(a, b));
 	ju64("ctxt", b->ctxt - a->ctxt);
 	if (b->total > a->total)
-		jnum("steal_pct", 100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total));
+		jnum("steal_pct",
+		     100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total));
 }
 
 static void report_tree(const char *prefix, const struct tree_sample *t)
@@ -517,8 +519,8 @@ static int parse_addr(const char *s)
 
 static int new_socket(bool nonblock)
 {
-	int fd = socket(o.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0),
-			0);
+	int fd = socket(o.addr.ss_family,
+			SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 	int one = 1;
 
 	if (fd < 0)
@@ -531,8 +533,8 @@ static int new_socket(bool nonblock)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (!nonblock) {
 		/* Bounds every blocking call: a stalled proxy fails the test after --stall s. */
-		struct timeval tv = { .tv_sec = (time_t)o.stall,
-				      .tv_usec = (suseconds_t)((o.stall - floor(o.stall)) * 1e6) };
+		struct timeval tv = {.tv_sec = (time_t)o.stall,
+				     .tv_usec = (suseconds_t)((o.stall - floor(o.stall)) * 1e6)};
 
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -601,7 +603,7 @@ static int recv_all(int fd, void *buf, size_t len, const char **err)
 
 static void hdr_init(struct bench_hdr *h, enum bench_mode mode, uint64_t len)
 {
-	*h = (struct bench_hdr){ .magic = BENCH_MAGIC, .mode = (uint8_t)mode, .len = len };
+	*h = (struct bench_hdr){.magic = BENCH_MAGIC, .mode = (uint8_t)mode, .len = len};
 }
 
 /* One blocking round trip of o.size bytes, checked; 0, or -1 with *err set. */
@@ -799,7 +801,7 @@ struct child_res {
 
 struct shared {
 	_Atomic unsigned established; /* connections whose first round trip came back */
-	_Atomic unsigned quiet;       /* processes done measuring, connections still open */
+	_Atomic unsigned quiet;	      /* processes done measuring, connections still open */
 	_Atomic int go, release, abort;
 	uint64_t end_ns;
 	struct child_res res[];
@@ -843,7 +845,7 @@ struct cconn {
 
 static int cconn_watch(int ep, struct cconn *c, uint32_t events, int op)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = c };
+	struct epoll_event ev = {.events = events, .data.ptr = c};
 
 	return epoll_ctl(ep, op, c->fd, &ev);
 }
@@ -932,8 +934,10 @@ static int cconn_io(int ep, struct cconn *c, struct child_res *r, uint8_t *rx, u
 
 		if (n < 0 && errno == EAGAIN)
 			return 0;
-		child_fail(r, "an idle connection %s", n == 0 ? "was closed by the proxy" :
-			   n > 0 ? "received unexpected bytes" : strerror(errno));
+		child_fail(r, "an idle connection %s",
+			   n == 0  ? "was closed by the proxy"
+			   : n > 0 ? "received unexpected bytes"
+				   : strerror(errno));
 		return -1;
 	}
 	for (;;) {
@@ -1148,6 +1152,7 @@ static void run_multi(void)
 	const char *reason = NULL, *child_reason = NULL;
 	char why[512] = "", final[800];
 	bool rr = o.test == T_RR;
+	double cap = o.duration + 2 * o.stall + 30;
 	bool ok;
 
 	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1178,9 +1183,10 @@ static void run_multi(void)
 			 o.stall + 60 + o.conns / 100.0);
 	established = atomic_load(&sh->established);
 	if (!ok) {
-		snprintf(why, sizeof(why), "%u of %u connections completed their first round trip "
-			 "(no progress for %.1f s or a failure)", established, rr ? o.conns : o.procs,
-			 o.stall);
+		snprintf(why, sizeof(why),
+			 "%u of %u connections completed their first round trip "
+			 "(no progress for %.1f s or a failure)",
+			 established, rr ? o.conns : o.procs, o.stall);
 		reason = why;
 	}
 	if (ok) {
@@ -1190,7 +1196,11 @@ static void run_multi(void)
 		start = now_ns();
 		sh->end_ns = start + (uint64_t)(o.duration * 1e9);
 		atomic_store(&sh->go, 1);
-		ok = parent_wait(&sh->quiet, o.procs, o.stall, o.duration + 2 * o.stall + 30);
+		/*
+		 * The children detect stalls themselves (no echo for --stall s); the count of
+		 * finished children only moves at the end, so only the overall cap applies here.
+		 */
+		ok = parent_wait(&sh->quiet, o.procs, cap, cap);
 		end = now_ns();
 		cpu_read(&c1);
 		if (!ok && !why[0]) {
@@ -1203,6 +1213,16 @@ static void run_multi(void)
 		tree_read(&t_busy1, false);
 		tree_read(&t_held, true);
 		mem_held = mem_used_kb();
+	} else if (!ok && o.watch) {
+		/* Still held: say how many fds the proxy had when it stopped keeping up. */
+		tree_read(&t_held, true);
+		size_t l = strlen(why);
+
+		snprintf(why + l, sizeof(why) - l,
+			 "; the proxy had %llu fds open in %u process(es)",
+			 (unsigned long long)t_held.fds, t_held.procs);
+		reason = why;
+		report_tree("proxy_at_failure", &t_held);
 	}
 	atomic_store(&sh->abort, !ok);
 	atomic_store(&sh->release, 1);
@@ -1242,7 +1262,8 @@ static void run_multi(void)
 		jnum("ctxt_per_rr", (double)(c1.ctxt - c0.ctxt) / (double)h.count);
 	}
 	if (ok && rr && o.watch) {
-		jnum("proxy_wakeups_per_rr", (double)(t_busy1.ctxt - t_busy0.ctxt) / (double)h.count);
+		jnum("proxy_wakeups_per_rr",
+		     (double)(t_busy1.ctxt - t_busy0.ctxt) / (double)h.count);
 		report_tree("proxy_idle", &t_idle);
 		report_tree("proxy_held", &t_held);
 		jnum("fds_per_conn", ((double)t_held.fds - (double)t_idle.fds) / o.conns);
@@ -1291,19 +1312,17 @@ static uint64_t parse_size(const char *s)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "connect", required_argument, NULL, 'c' },
-		{ "test", required_argument, NULL, 't' },
-		{ "size", required_argument, NULL, 's' },
-		{ "conns", required_argument, NULL, 'n' },
-		{ "procs", required_argument, NULL, 'p' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "max-count", required_argument, NULL, 'm' },
-		{ "stall", required_argument, NULL, 'S' },
-		{ "watch-pid", required_argument, NULL, 'w' },
-		{ "hist", required_argument, NULL, 'H' },
-		{}
-	};
+	static const struct option longopts[] = {{"connect", required_argument, NULL, 'c'},
+						 {"test", required_argument, NULL, 't'},
+						 {"size", required_argument, NULL, 's'},
+						 {"conns", required_argument, NULL, 'n'},
+						 {"procs", required_argument, NULL, 'p'},
+						 {"duration", required_argument, NULL, 'd'},
+						 {"max-count", required_argument, NULL, 'm'},
+						 {"stall", required_argument, NULL, 'S'},
+						 {"watch-pid", required_argument, NULL, 'w'},
+						 {"hist", required_argument, NULL, 'H'},
+						 {}};
 	const char *addr = NULL, *test = NULL;
 	int c;
 

@@ -7,9 +7,12 @@ spread. Ratios are taken per round against direct in the same round, and their m
 the machine drifts too much for a ratio of two medians to mean anything.
 
 Usage: bench/report.py RESULTS-DIR
+       bench/report.py --meta RESULTS-DIR ELAPSED-SECONDS QUICK (run.sh's settings in the
+       environment; writes meta.json)
 """
 import csv
 import glob
+import gzip
 import json
 import os
 import re
@@ -97,8 +100,16 @@ class Results:
         return statistics.median(rs), min(rs), max(rs)
 
     def failures(self, key, variant):
-        return {rd: row.get("reason", "?") for rd, row in self.cell(key, variant).items()
-                if row.get("status") != "ok"}
+        """round -> the reason, with what the proxy itself logged."""
+        out = {}
+        for rd, row in self.cell(key, variant).items():
+            if row.get("status") == "ok":
+                continue
+            why = row.get("reason", "?")
+            if row.get("proxy_log"):
+                why += ". The proxy's log: \"%s\"" % row["proxy_log"]
+            out[rd] = why
+        return out
 
 
 def spread(st, unit=""):
@@ -157,16 +168,19 @@ class Report:
         if not seen:
             return
         # One line per variant, test and reason; the rounds it happened in.
-        grouped = defaultdict(list)
+        # The same failure in several rounds once: counts differ a little from round to round.
+        grouped = {}
         for v, key, rd, why in seen:
-            grouped[(v, key, why)].append(rd)
+            g = grouped.setdefault((v, key, re.sub(r"[0-9][0-9,.]*", "#", why)), [why, []])
+            g[1].append(rd)
         self.line("Failed:")
-        for (v, key, why), rds in grouped.items():
+        for (v, key, _), (why, rds) in grouped.items():
             test, size, conns = key
             what = "%s %s" % (test, size_name(size)) if test in ("rr", "connrate") else test
             if conns > 1:
                 what += " over %s connections" % "{:,}".format(conns)
-            self.line("- %s, %s, round %s: %s" % (PLAIN[v], what, ", ".join(map(str, rds)), why))
+            self.line("- %s, %s, round%s %s: %s" % (PLAIN[v], what, "s" if len(rds) > 1 else "",
+                                                   ", ".join(map(str, rds)), why))
         self.line()
 
     def header(self):
@@ -174,16 +188,17 @@ class Report:
         s = m["settings"]
         self.line("# sockredir benchmark, %s" % m["date"])
         self.line()
-        self.line("- Command: `%s` (bench/run.sh), %d s in all." % (m["command"], m["elapsed_seconds"]))
+        self.line("- Command: `%s` (bench/run.sh), %d s in all."
+                  % (m["command"], m["elapsed_seconds"]))
         self.line("- Machine: %d vCPUs (%s), %s GiB, Linux %s. Other work may have shared it."
                   % (m["cpus"], m["cpu_model"], m["mem_gib"], m["kernel"]))
         self.line("- sockredir %s (git %s); %s; %s; %s; %s."
                   % (m["versions"]["sockredir"].split()[-1] if m["versions"]["sockredir"] else "?",
                      m["git"], m["versions"]["haproxy"].split(" - ")[0], m["versions"]["nginx"],
                      m["versions"]["socat"], m["versions"]["systemd"]))
-        self.line("- %d interleaved round(s), the order rotated each round. Each figure is the median"
-                  " over rounds, with min–max in brackets; a ratio is to direct in the same round,"
-                  " then the median of those." % s["rounds"])
+        self.line("- %d interleaved round(s), the order rotated each round. Each figure is the"
+                  " median over rounds, with min–max in brackets; a ratio is to direct in the same"
+                  " round, then the median of those." % s["rounds"])
         self.line("- RR: one connection, one message in flight, %s s per size. Bulk: %s in one"
                   " connection. Connection rate: %d processes, each connect, one 64 B round trip,"
                   " close, for %s s. Scale: 64 B round trips over N connections (2 client"
@@ -191,8 +206,9 @@ class Report:
                   % (s["rr_seconds"], size_name(s["bulk_bytes"]), s["connrate_procs"],
                      s["connrate_seconds"], s["scale_seconds"]))
         self.line("- CPU is the whole machine's (/proc/stat, so kernel workers count); context"
-                  " switches per round trip are the machine's (/proc/stat ctxt); proxy wakeups are"
-                  " the proxy's own voluntary + involuntary switches, all its processes and threads.")
+                  " switches per round trip are the machine's (/proc/stat ctxt); proxy wakeups"
+                  " are the proxy's own voluntary + involuntary switches, all its processes and"
+                  " threads.")
         self.line()
 
     def summary_rows(self):
@@ -209,7 +225,8 @@ class Report:
             r = [TITLES[v],
                  status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p50_us"))),
                  status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p99_us"))),
-                 status_cell(res, ("up", bulk, 1), v, 0, ratio_cell(res.ratio(("up", bulk, 1), v, "mb_s"))),
+                 status_cell(res, ("up", bulk, 1), v, 0,
+                             ratio_cell(res.ratio(("up", bulk, 1), v, "mb_s"))),
                  status_cell(res, ("down", bulk, 1), v, 0,
                              ratio_cell(res.ratio(("down", bulk, 1), v, "mb_s"))),
                  status_cell(res, ("up", bulk, 1), v, 0,
@@ -284,11 +301,12 @@ class Report:
                 " (machine)", "proxy wakeups per RR", "proxy RSS KiB"]
         rows = []
         for v in res.variants:
+            px = v != "direct"
             rows.append([TITLES[v], spread(res.stat(key, v, "cpu_s_per_10k")),
                          ratio_cell(res.ratio(key, v, "cpu_s_per_10k")),
                          spread(res.stat(key, v, "ctxt_per_rr")),
-                         spread(res.stat(key, v, "proxy_wakeups_per_rr")) if v != "direct" else "–",
-                         spread(res.stat(key, v, "proxy_after_rss_kb")) if v != "direct" else "–"])
+                         spread(res.stat(key, v, "proxy_wakeups_per_rr")) if px else "–",
+                         spread(res.stat(key, v, "proxy_after_rss_kb")) if px else "–"])
         self.table(head, rows)
 
     def bulk(self):
@@ -341,8 +359,8 @@ class Report:
         self.line("Level 1 is the one-connection RR run above. fds, RSS and Pss per connection are"
                   " (held − idle) / connections for all of the proxy's processes, read while the"
                   " connections are open; Pss shares pages between socat's processes fairly."
-                  " Machine KiB per connection is the change in MemTotal − MemAvailable, so it"
-                  " includes kernel socket memory on both ends (compare with direct).")
+                  " raw.jsonl also has the change in the machine's MemAvailable per connection"
+                  " (machine_kb_per_conn), but other work on this machine makes it noise.")
         self.line()
         keys = []
         for l in levels:
@@ -354,28 +372,33 @@ class Report:
                 head = ["variant", "p50 µs", "p99 µs", "RR/s", "proxy fds", "proxy RSS KiB"]
             else:
                 head = ["variant", "p50 µs", "p99 µs", "RR/s", "p50 × direct", "fds/conn",
-                        "RSS KiB/conn", "Pss KiB/conn", "machine KiB/conn"]
+                        "RSS KiB/conn", "Pss KiB/conn"]
             rows = []
             for v in res.variants:
                 fails = res.failures(key, v)
                 if res.cell(key, v) and len(fails) == len(res.cell(key, v)):
-                    rows.append([TITLES[v], "**FAILED**"] + [""] * (len(head) - 2))
-                    continue
-                if l == 1:
-                    rows.append([TITLES[v], spread(res.stat(key, v, "p50_us")),
-                                 spread(res.stat(key, v, "p99_us")), spread(res.stat(key, v, "rate")),
-                                 spread(res.stat(key, v, "proxy_after_fds")) if v != "direct" else "–",
-                                 spread(res.stat(key, v, "proxy_after_rss_kb")) if v != "direct" else "–"])
+                    held = [r.get("established") for r in res.cell(key, v).values()
+                            if r.get("established") is not None]
+                    text = "**FAILED**"
+                    if held and l > 1:
+                        text += " (held %s)" % "{:,}".format(int(statistics.median(held)))
+                    rows.append([TITLES[v], text] + [""] * (len(head) - 2))
                     continue
                 px = v != "direct"
+                if l == 1:
+                    rows.append([TITLES[v], spread(res.stat(key, v, "p50_us")),
+                                 spread(res.stat(key, v, "p99_us")),
+                                 spread(res.stat(key, v, "rate")),
+                                 spread(res.stat(key, v, "proxy_after_fds")) if px else "–",
+                                 spread(res.stat(key, v, "proxy_after_rss_kb")) if px else "–"])
+                    continue
                 rows.append([TITLES[v],
                              status_cell(res, key, v, 0, spread(res.stat(key, v, "p50_us"))),
                              spread(res.stat(key, v, "p99_us")), spread(res.stat(key, v, "rate")),
                              ratio_cell(res.ratio(key, v, "p50_us")),
                              spread(res.stat(key, v, "fds_per_conn")) if px else "–",
                              spread(res.stat(key, v, "rss_kb_per_conn")) if px else "–",
-                             spread(res.stat(key, v, "pss_kb_per_conn")) if px else "–",
-                             spread(res.stat(key, v, "machine_kb_per_conn"))])
+                             spread(res.stat(key, v, "pss_kb_per_conn")) if px else "–"])
             self.table(head, rows)
             self.failure_notes([key])
 
@@ -408,8 +431,8 @@ class Report:
         counters = [l for l in lines if re.search(r": <[5-7]>Connections:", l)]
         splice = 0
         for l in counters:
-            m = re.search(r"(\d+) accepted, (\d+) on the kernel path .*?, (\d+) on splice \(mode (\d+)",
-                          l)
+            m = re.search(r"(\d+) accepted, (\d+) on the kernel path .*?, (\d+) on splice"
+                          r" \(mode (\d+)", l)
             if m and "sr-splice" not in l:
                 splice += int(m.group(3)) - int(m.group(4))
         self.line("Warnings, errors and abnormal exits: %d line(s)." % len(warn))
@@ -450,6 +473,81 @@ class Report:
             f.write("\n".join(self.out).rstrip() + "\n")
 
 
+def value_ratio(res, key, v, metric, unit=""):
+    """'71 µs (1.62×, 1.5–1.7)': the median value, then the median ratio and its range."""
+    fails = res.failures(key, v)
+    if res.cell(key, v) and len(fails) == len(res.cell(key, v)):
+        return "FAILED"
+    st = res.stat(key, v, metric)
+    if st is None:
+        return "–"
+    if unit == " µs" and st[0] >= 10000:
+        text = fmt(st[0] / 1000) + " ms"
+    else:
+        text = fmt(st[0]) + unit
+    rt = res.ratio(key, v, metric)
+    if rt and v != "direct":
+        text += " (%.2f×" % rt[0]
+        text += ", %.2f–%.2f)" % (rt[1], rt[2]) if rt[1] != rt[2] else ")"
+    if fails:
+        text += ", failed in %d of %d rounds" % (len(fails), len(res.cell(key, v)))
+    return text
+
+
+def write_readme_tables(res):
+    """The README's two tables, from this run, to paste into its Performance section."""
+    bulk = res.meta["settings"]["bulk_bytes"]
+    levels = [int(x) for x in res.meta["settings"]["scale_levels"]]
+    out = []
+
+    def table(head, rows):
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join("---" for _ in head) + "|")
+        out.extend("| " + " | ".join(r) + " |" for r in rows)
+        out.append("")
+
+    k64, ku, kd, kc = ("rr", 64, 1), ("up", bulk, 1), ("down", bulk, 1), ("connrate", 64, 1)
+    rows = []
+    for v in res.variants:
+        rows.append([TITLES[v], value_ratio(res, k64, v, "p50_us", " µs"),
+                     value_ratio(res, k64, v, "p99_us", " µs"),
+                     value_ratio(res, ku, v, "mb_s"), value_ratio(res, kd, v, "mb_s"),
+                     value_ratio(res, ku, v, "cpu_s_per_gib"),
+                     value_ratio(res, kd, v, "cpu_s_per_gib"),
+                     value_ratio(res, kc, v, "rate")])
+    table(["variant", "RR 64 B p50", "RR 64 B p99", "upload MB/s", "download MB/s",
+           "CPU-s/GiB up", "CPU-s/GiB down", "connections/s"], rows)
+
+    rows = []
+    top = levels[-1] if levels else None
+    for v in res.variants:
+        r = [TITLES[v]]
+        for l in levels:
+            key = ("rr", 64, l)
+            fails = res.failures(key, v)
+            if res.cell(key, v) and len(fails) == len(res.cell(key, v)):
+                held = [x.get("established") for x in res.cell(key, v).values()
+                        if x.get("established") is not None]
+                r.append("FAILED, held %s" % "{:,}".format(int(statistics.median(held)))
+                         if held else "FAILED")
+            else:
+                r.append(value_ratio(res, key, v, "p50_us", " µs"))
+        # Per-connection cost at the highest level that every round held.
+        for m in ("fds_per_conn", "rss_kb_per_conn", "pss_kb_per_conn"):
+            got = "–"
+            for l in reversed(levels):
+                st = res.stat(("rr", 64, l), v, m)
+                if st and v != "direct":
+                    got = "%s (at %s)" % (fmt(st[0]), "{:,}".format(l))
+                    break
+            r.append(got)
+        rows.append(r)
+    table(["variant"] + ["p50 at %s" % "{:,}".format(l) for l in levels] +
+          ["fds/conn", "RSS KiB/conn", "Pss KiB/conn"], rows)
+    with open(os.path.join(res.path, "readme-tables.md"), "w") as f:
+        f.write("\n".join(out))
+
+
 def write_summary_csv(res):
     """Every (test, variant, metric): median, min, max, and the ratio to direct."""
     metrics = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "rate", "mb_s", "cpu_s_per_gib",
@@ -475,13 +573,14 @@ def write_summary_csv(res):
 def merged_hist(res, variant, test, size, conns):
     """Histogram buckets summed over rounds: [(ns, count)], sorted."""
     acc = defaultdict(int)
-    pat = os.path.join(res.path, "raw", "hist", "r*-%s-%s-%s-c%s.csv" % (variant, test, size, conns))
+    pat = os.path.join(res.path, "raw", "hist",
+                       "r*-%s-%s-%s-c%s.csv*" % (variant, test, size, conns))
     for p in glob.glob(pat):
         rd = int(re.search(r"/r(\d+)-", p).group(1))
         row = res.cell((test, size, conns), variant).get(rd)
         if not row or row.get("status") != "ok":
             continue
-        with open(p) as f:
+        with (gzip.open(p, "rt") if p.endswith(".gz") else open(p)) as f:
             next(f, None)
             for line in f:
                 ns, n = line.strip().split(",")
@@ -526,18 +625,30 @@ def plots(res):
         return parts, title
 
     if any(k[0] == 64 for k in cdf_files):
+        # Left the CDF; right the same data as the fraction slower than x, on a log scale,
+        # where p99 and p99.9 can be read.
         parts, _ = cdf_plot(64, "")
+        tail = [p.replace("using 1:2", "using 1:(1-$2)") for p in parts]
         gp += ['set output "%s"' % os.path.join(res.path, "latency-cdf-64.png"),
-               'set title "64 B request/response latency, one connection (all rounds)"',
-               'set logscale x', 'set xlabel "round-trip time (µs)"',
-               'set ylabel "fraction of round trips"', 'set yrange [0:1]', 'set format x "%g"',
-               "plot " + ", \\\n  ".join(parts), 'unset logscale x', 'unset title']
-        made.append(("latency-cdf-64.png", "64 B latency CDF"))
+               'set terminal pngcairo size 1300,560 font "sans,10"',
+               'set multiplot layout 1,2 title "64 B request/response latency, one connection'
+               ' (all rounds merged)"',
+               'set logscale x', 'set xlabel "round-trip time (µs)"', 'set format x "%g"',
+               'set title "CDF"', 'set ylabel "fraction of round trips"', 'set yrange [0:1]',
+               'set key inside bottom right', "plot " + ", \\\n  ".join(parts),
+               'set title "tail"', 'set ylabel "fraction slower than x"', 'set logscale y',
+               'set yrange [1e-5:1]', 'set format y "10^{%T}"', 'set key inside top right',
+               "plot " + ", \\\n  ".join(tail),
+               'unset multiplot', 'unset logscale', 'set format y "%g"', 'set yrange [*:*]',
+               'unset title', 'set key outside right top',
+               'set terminal pngcairo size 1000,640 font "sans,10"']
+        made.append(("latency-cdf-64.png", "64 B latency CDF and tail"))
     if len(sizes) > 1:
         gp += ['set output "%s"' % os.path.join(res.path, "latency-cdf-sizes.png"),
                'set terminal pngcairo size 1200,900 font "sans,9"',
                'set multiplot layout 2,2', 'set logscale x', 'set yrange [0:1]',
-               'set xlabel "round-trip time (µs)"', 'set ylabel "fraction"', 'set key inside bottom right']
+               'set xlabel "round-trip time (µs)"', 'set ylabel "fraction"',
+               'set key inside bottom right']
         for s in sizes:
             parts, _ = cdf_plot(s, "")
             gp += ['set title "%s messages"' % size_name(s), "plot " + ", \\\n  ".join(parts)]
@@ -549,18 +660,19 @@ def plots(res):
     bulk = res.meta["settings"]["bulk_bytes"]
     fn = os.path.join(d, "throughput.dat")
     with open(fn, "w") as f:
-        f.write("variant\tup\tup_lo\tup_hi\tdown\tdown_lo\tdown_hi\n")
+        f.write("# variant\tup\tup_lo\tup_hi\tdown\tdown_lo\tdown_hi\n")
         for v in res.variants:
             u = res.stat(("up", bulk, 1), v, "mb_s") or (0, 0, 0)
             w = res.stat(("down", bulk, 1), v, "mb_s") or (0, 0, 0)
             f.write('"%s"\t%g\t%g\t%g\t%g\t%g\t%g\n' % ((PLAIN[v],) + u + w))
     gp += ['set output "%s"' % os.path.join(res.path, "throughput.png"),
-           'set title "Bulk throughput, %s in one connection (median, min–max)"' % size_name(bulk),
+           'set title "Bulk throughput, %s in one connection (median, min–max)"'
+           % size_name(bulk),
            'set style data histograms', 'set style histogram errorbars gap 2 lw 1',
            'set style fill solid 0.7 border -1', 'set ylabel "MB/s"', 'set xlabel ""',
            'set yrange [0:*]', 'set xtics rotate by -25 left', 'set key inside top right',
-           'plot "%s" using 2:3:4:xtic(1) title "upload (client → backend)" lc rgb "#3b6ea5", \\\n'
-           '  "" using 5:6:7 title "download (backend → client)" lc rgb "#e07b39"' % fn,
+           'plot "%s" using 2:3:4:xtic(1) title "upload (client → backend)" lc rgb "#3b6ea5",'
+           ' \\\n  "" using 5:6:7 title "download (backend → client)" lc rgb "#e07b39"' % fn,
            'unset style', 'set style data lines', 'set xtics norotate', 'set yrange [*:*]',
            'set key outside right top', 'unset title']
     made.append(("throughput.png", "throughput per direction"))
@@ -577,7 +689,8 @@ def plots(res):
                 p99 = res.stat(("rr", 64, l), v, "p99_us")
                 rss = res.stat(("rr", 64, l), v, "rss_kb_per_conn") if l > 1 else None
                 if p50:
-                    f.write("%d\t%g\t%g\t%s\n" % (l, p50[0], p99[0], "%g" % rss[0] if rss else "NaN"))
+                    f.write("%d\t%g\t%g\t%s\n"
+                            % (l, p50[0], p99[0], "%g" % rss[0] if rss else "NaN"))
                     n += 1
         if n:
             sfiles[v] = fn
@@ -609,18 +722,75 @@ def plots(res):
     with open(script, "w") as f:
         f.write("\n".join(gp) + "\n")
     r = subprocess.run(["gnuplot", script], capture_output=True, text=True, timeout=120)
+    # A level with one point gives an empty range, which gnuplot widens itself: not news.
+    said = "\n".join(l for l in r.stderr.splitlines() if "empty" not in l and "range" not in l)
     if r.returncode != 0:
         sys.stderr.write("report: gnuplot failed:\n%s\n" % r.stderr)
-    elif r.stderr.strip():
-        sys.stderr.write("report: gnuplot says:\n%s\n" % r.stderr)
+    elif said.strip():
+        sys.stderr.write("report: gnuplot says:\n%s\n" % said)
     return [(n, t) for n, t in made if os.path.exists(os.path.join(res.path, n))]
 
 
+def run(*cmd, starts=""):
+    """The first line of a command's output that starts with starts (some print on stderr)."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "unavailable (%s)" % e
+    out = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith(starts)]
+    return out[0].strip() if out else ""
+
+
+def write_meta(path, elapsed, quick):
+    """meta.json: the machine, the versions, and the settings run.sh exported."""
+    env = os.environ
+    model = ""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    meta = {
+        "date": os.path.basename(os.path.normpath(path)),
+        "command": "make bench" + (" QUICK=1" if quick else ""),
+        "kernel": os.uname().release,
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "mem_gib": round(int(mem) / 1048576, 1),
+        "git": run("git", "-C", top, "describe", "--always", "--dirty"),
+        "versions": {
+            "haproxy": run("haproxy", "-v"),
+            "nginx": run("nginx", "-v"),
+            "socat": run("socat", "-V", starts="socat version"),
+            "systemd": run("systemd-socket-activate", "--version"),
+            "sockredir": run(os.path.join(top, ".output", "sockredir"), "--version"),
+        },
+        "settings": {
+            "rounds": int(env["ROUNDS"]), "rr_seconds": float(env["RR_SECONDS"]),
+            "rr_sizes": env["RR_SIZES"].split(), "bulk_bytes": int(env["BULK_BYTES"]),
+            "connrate_seconds": float(env["CONNRATE_SECONDS"]),
+            "connrate_procs": int(env["CONNRATE_PROCS"]),
+            "scale_levels": env["SCALE_LEVELS"].split(),
+            "scale_seconds": float(env["SCALE_SECONDS"]), "scale_procs": int(env["SCALE_PROCS"]),
+            "stall_seconds": float(env["STALL"]), "scale_stall_seconds": float(env["SCALE_STALL"]),
+            "variants": env["VARIANTS"].split(),
+        },
+        "elapsed_seconds": int(elapsed),
+    }
+    with open(os.path.join(path, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--meta":
+        write_meta(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+        return
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     res = Results(sys.argv[1])
     write_summary_csv(res)
+    write_readme_tables(res)
     made = plots(res)
     Report(res).write(made)
     # The headline, for the terminal.

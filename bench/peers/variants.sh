@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash disable=SC2034 # the names are used by run.sh, which sources this
 # How bench/run.sh starts each variant: sourced by it, not run. Every variant listens on
 # 127.0.0.1:PORT (in run.sh's private network namespace) and forwards to the one backend at
 # $BACKEND_SOCK. Each command runs in the foreground; run.sh puts it in its own session so that
@@ -52,7 +53,7 @@ variant_cmd() {
 			"UNIX-CONNECT:$BACKEND_SOCK")
 		;;
 	haproxy)
-		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" \
+		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" -e "s|@DIR@|$DIR|g" \
 			"$BENCH/peers/haproxy.cfg" >"$DIR/haproxy.cfg"
 		CMD=(haproxy -db -f "$DIR/haproxy.cfg")
 		;;
