@@ -96,9 +96,9 @@ $(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
 
 # The benchmark's own client and backend: bench/NAME.c -> .output/bench-NAME.
-$(OUTPUT)/bench-%: bench/%.c | $(OUTPUT)
+$(OUTPUT)/bench-%: bench/%.c $(wildcard bench/*.h) | $(OUTPUT)
 	$(call msg,CC,$@)
-	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $< -lm -o $@
+	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $(filter %.c,$^) -lm -o $@
 
 $(OUTPUT)/test-peek: tests/test-peek.c $(OUTPUT)/user/peek.o | $(OUTPUT)
 	$(call msg,CC,$@)
