@@ -40,7 +40,7 @@ one_mode() {
 	client --test rr --size 16K --rounds 5 --conns 20 || fail "failover to b ($m)"
 	stop_proxy
 	[ "$(served b)" = 20 ] || fail "b should have served all 20 ($m)"
-	grep -q "Backend $T/a.sock failed 3 times in a row: skipping it for 10000 ms" "$PROXY_LOG" ||
+	grep -q "Backend $T/a.sock failed 3 times in a row: marked down for 10000 ms" "$PROXY_LOG" ||
 		fail "the passive health mark was not logged ($m)"
 	[ "$(summary 'backend connect failures')" = 0 ] || fail "no client should have failed ($m)"
 

@@ -12,6 +12,7 @@
  * that is how half-close travels. The connection ends when both flows are DONE.
  */
 #include <inttypes.h>
+#include <sys/epoll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -36,7 +37,6 @@
 /* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
 #define SETTLE_ROUNDS_MAX 32
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 uint64_t now_usec(void)
@@ -66,7 +66,7 @@ static void flow_set_state(struct flow *f, enum flow_state state)
 
 static void end_close(struct end *e)
 {
-	e->source = sd_event_source_disable_unref(e->source);
+	/* close() takes the fd out of the epoll set by itself. */
 	e->fd = safe_close(e->fd);
 	e->events = 0;
 }
@@ -95,9 +95,29 @@ static void connection_free(struct connection *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	p->stats->open--;
-	free(c);
+
+	/*
+	 * In an event batch, later events may still point at this connection: mark it, and free
+	 * it when the batch is over.
+	 */
+	if (p->dispatching) {
+		c->dead = true;
+		c->next = p->dead;
+		p->dead = c;
+	} else
+		free(c);
 
 	proxy_connection_closed(p);
+}
+
+void connection_reap(struct proxy *p)
+{
+	while (p->dead) {
+		struct connection *c = p->dead;
+
+		p->dead = c->next;
+		free(c);
+	}
 }
 
 void connection_abort(struct connection *c)
@@ -108,30 +128,18 @@ void connection_abort(struct connection *c)
 
 int connection_watch(struct end *e, uint32_t events)
 {
-	sd_event *event = e->conn->proxy->event;
-	int r;
+	struct epoll_event ev = { .events = events, .data.ptr = e };
+	int op;
 
 	if (e->fd < 0 || events == e->events)
 		return 0;
-	if (events == 0) {
-		e->events = 0;
-		return sd_event_source_set_enabled(e->source, SD_EVENT_OFF);
-	}
-	if (!e->source) {
-		r = sd_event_add_io(event, &e->source, e->fd, events, on_io, e);
-		if (r < 0)
-			return r;
-		(void)sd_event_source_set_description(e->source, "connection");
-	} else {
-		r = sd_event_source_set_io_events(e->source, events);
-		if (r < 0)
-			return r;
-		if (e->events == 0) {
-			r = sd_event_source_set_enabled(e->source, SD_EVENT_ON);
-			if (r < 0)
-				return r;
-		}
-	}
+	/*
+	 * Out of the set rather than watched for nothing: EPOLLHUP and EPOLLERR can't be masked,
+	 * and a socket left in the set would keep reporting them.
+	 */
+	op = events == 0 ? EPOLL_CTL_DEL : e->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	if (epoll_ctl(e->conn->proxy->epoll_fd, op, e->fd, &ev) < 0)
+		return negative_errno();
 	e->events = events;
 	return 0;
 }
@@ -643,23 +651,24 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+void connection_io(struct end *e, uint32_t revents)
 {
-	struct end *e = userdata;
 	struct connection *c = e->conn;
 
+	if (c->dead)
+		return;
 	if (c->phase != PHASE_RUN) {
 		setup_run(c, e, revents);
-		return 0;
+		return;
 	}
 
 	if (revents & EPOLLERR) {
 		if (e == &c->client) {
 			/* The client reset the connection: nothing more can reach it. */
-			log_debug_errno(backend_connect_finish(fd),
+			log_debug_errno(backend_connect_finish(e->fd),
 					"Connection %" PRIu64 ": client socket error: %m", c->id);
 			connection_abort(c);
-			return 0;
+			return;
 		}
 		/*
 		 * A Unix backend that closes with our bytes unread sets ECONNRESET on our socket,
@@ -672,7 +681,6 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		e->rdhup = true;
 	connection_run(c);
-	return 0;
 }
 
 int connection_bytes(struct connection *c, uint64_t *ret)

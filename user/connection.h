@@ -24,8 +24,7 @@ struct end {
 	struct connection *conn;
 	int fd;
 	uint64_t cookie;	/* SO_COOKIE, the key in the BPF maps; 0 until needed */
-	sd_event_source *source;
-	uint32_t events;	/* what the source is set to watch now */
+	uint32_t events;	/* what the proxy's epoll set watches on it now (0: not in the set) */
 	bool is_unix;
 	bool in_verdict;	/* in sr_verdict (its received bytes move in the kernel) */
 	bool in_targets;	/* in sr_targets (a redirect target) */
@@ -112,6 +111,7 @@ struct connection {
 	uint64_t last_active;
 
 	enum sr_fallback_reason fallback;
+	bool dead;		/* freed during an event batch: the memory goes after the batch */
 	struct connection *prev, *next;
 };
 
@@ -127,6 +127,10 @@ int connection_bytes(struct connection *c, uint64_t *ret);
 /* For setup.c: watch a socket (0 stops watching), and arm the connection's timer (0: off). */
 int connection_watch(struct end *e, uint32_t events);
 int connection_arm_timer(struct connection *c, uint64_t at);
+/* An event on a connection socket, from the proxy's epoll set. */
+void connection_io(struct end *e, uint32_t revents);
+/* Free the connections that ended during an event batch. */
+void connection_reap(struct proxy *p);
 
 uint64_t now_usec(void);
 

@@ -5,6 +5,7 @@
  * connection's: --exit-idle-time and the --idle-timeout sweep.
  */
 #include <inttypes.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -256,6 +257,26 @@ static int arm_idle_sweep(struct proxy *p)
 	return sd_event_source_set_enabled(p->idle_sweep, SD_EVENT_ONESHOT);
 }
 
+/* Events per epoll_wait(); the batch ends there, so that timers and signals get their turn. */
+#define EPOLL_BATCH 256
+
+static int on_connections_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct epoll_event events[EPOLL_BATCH];
+	struct proxy *p = userdata;
+	int n;
+
+	n = epoll_wait(fd, events, EPOLL_BATCH, 0);
+	if (n < 0)
+		return errno == EINTR ? 0 : log_error_errno(errno, "epoll_wait() failed: %m");
+	p->dispatching = true;
+	for (int i = 0; i < n; i++)
+		connection_io(events[i].data.ptr, events[i].events);
+	p->dispatching = false;
+	connection_reap(p);
+	return 0;
+}
+
 /* A grace period has passed: run the connections that were waiting for one. */
 static void on_grace(void *userdata)
 {
@@ -306,6 +327,13 @@ int lifecycle_setup(struct proxy *p)
 		r = sd_event_source_set_enabled(p->status_timer, SD_EVENT_ON);
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up timers: %m");
+
+	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epoll_fd < 0)
+		return log_error_errno(errno, "Failed to create an epoll set: %m");
+	r = sd_event_add_io(p->event, &p->epoll_source, p->epoll_fd, EPOLLIN, on_connections_ready, p);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch the epoll set: %m");
 
 	r = pipe_pool_init(&p->pipes);
 	if (r < 0)
@@ -359,6 +387,8 @@ void proxy_done(struct proxy *p)
 	p->idle_sweep = sd_event_source_disable_unref(p->idle_sweep);
 	p->status_timer = sd_event_source_disable_unref(p->status_timer);
 	p->grace = grace_free(p->grace);
+	p->epoll_source = sd_event_source_disable_unref(p->epoll_source);
+	p->epoll_fd = safe_close(p->epoll_fd);
 	pipe_pool_done(&p->pipes);
 	p->routes = routes_free(p->routes);
 	p->event = sd_event_unref(p->event);

@@ -18,7 +18,8 @@ static const char *load_hint(int r)
 	switch (-r) {
 	case EPERM:
 	case EACCES:
-		return " (loading needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)";
+		return " (loading needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; in a container, "
+		       "the seccomp profile must also allow bpf())";
 	case ENOENT:
 	case ESRCH:
 		return " (does the kernel have BTF at /sys/kernel/btf/vmlinux?)";
@@ -64,7 +65,7 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
-	struct proxy p = { .argc = argc, .argv = argv };
+	struct proxy p = { .argc = argc, .argv = argv, .epoll_fd = -EBADF };
 	const char *e;
 	sigset_t mask;
 	int r;

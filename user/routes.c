@@ -294,7 +294,8 @@ void backend_report(struct backend *b, const struct routes *r, bool ok, uint64_t
 	if (++b->fails < r->max_fails)
 		return;
 	if (b->skip_until <= now)
-		log_notice("Backend %s failed %u times in a row: skipping it for %llu ms.", b->spec,
-			   b->fails, (unsigned long long)(r->fail_timeout / USEC_PER_MSEC));
+		log_notice("Backend %s failed %u times in a row: marked down for %llu ms (tried "
+			   "only when its route has no other backend left).",
+			   b->spec, b->fails, (unsigned long long)(r->fail_timeout / USEC_PER_MSEC));
 	b->skip_until = now + r->fail_timeout;
 }

@@ -155,9 +155,7 @@ static void setup_attempt_failed(struct connection *c, int error)
 	c->last_error = error;
 	target_clear(c);
 	(void)connection_watch(&c->backend, 0);
-	c->backend.source = sd_event_source_disable_unref(c->backend.source);
 	c->backend.fd = safe_close(c->backend.fd);
-	c->backend.events = 0;
 	setup_connect(c);
 }
 
