@@ -14,7 +14,7 @@ SOCKREDIR=$OUT/sockredir
 SRPEER=$OUT/srpeer
 PORT=${PORT:-8000}
 # The modes every data-path test runs in.
-SR_MODES=("--mode bpf" "--mode bpf --kernel-upload" "--mode splice")
+SR_MODES=("--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload" "--mode splice")
 
 T=""
 BACKEND_PID=""

@@ -17,7 +17,7 @@ one_mode() {
 run_modes one_mode
 
 log "with a 2 ms pause before insertion (every banner is queued early)"
-for m in "--mode bpf" "--mode bpf --kernel-upload"; do
+for m in "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload"; do
 	PROXY_ENV="-E SOCKREDIR_DEBUG_INSERT_DELAY_USEC=2000" start_proxy $m
 	client --test banner --size 1K --rounds 3 --conns 500 --parallel 8 || fail "banner, delayed insert ($m)"
 	stop_proxy

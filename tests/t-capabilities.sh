@@ -46,7 +46,7 @@ for caps in bpf,net_admin,perfmon net_admin,perfmon bpf,perfmon bpf,net_admin sy
 done
 
 # After start-up: only CAP_BPF (bit 39) is left, or CAP_BPF and CAP_NET_ADMIN (bit 12).
-for m in "--mode bpf" "--mode bpf --kernel-upload"; do
+for m in "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload"; do
 	start_proxy $m
 	proxy_activate
 	client --test up --size 64M || fail "upload after dropping capabilities ($m)"

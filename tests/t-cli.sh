@@ -54,11 +54,14 @@ expect 2 "Invalid --map-entries '0'" --map-entries 0 /a
 expect 2 "Invalid --drain-timeout 'soon'" --drain-timeout soon /a
 expect 2 "Invalid --pin-path 'rel'" --pin-path rel /a
 expect 2 '--kernel-upload needs --mode bpf or auto' --kernel-upload --mode splice /a
+expect 2 '--kernel-upload has no memory bound on this kernel' --kernel-upload /a
+printf 'kernel-upload = yes\n' >"$T/ku.conf"
+expect 2 'Pass --allow-unbounded-upload too' --config "$T/ku.conf" /a
 expect 1 'No listening socket' --mode splice /a
 
 # Every long option in --help is one getopt knows (a typo in either would show here).
 "$SOCKREDIR" --help | grep -oE -- '--[a-z-]+' | sort -u | while read -r opt; do
-	case $opt in --help | --version | --kernel-upload | --verbose | --keepalive) args=() ;; *) args=(x) ;; esac
+	case $opt in --help | --version | --kernel-upload | --allow-unbounded-upload | --verbose | --keepalive) args=() ;; *) args=(x) ;; esac
 	out=$("$SOCKREDIR" "$opt" "${args[@]}" /a 2>&1 || true)
 	! grep -q 'unrecognized option' <<<"$out" || fail "--help lists $opt, but it is not an option"
 done

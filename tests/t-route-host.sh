@@ -142,7 +142,7 @@ PY
 	[ "$(http_to app.example.com)" = "${pid[app]}" ] || fail "valid request with --peek-fail close ($1)"
 	stop_proxy
 }
-for m in "--mode bpf" "--mode bpf --kernel-upload" "--mode splice"; do
+for m in "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload" "--mode splice"; do
 	log "mode: $m"
 	one_mode "$m"
 done

@@ -27,6 +27,7 @@ enum {
 	ARG_VERSION = 0x100,
 	ARG_CONFIG,
 	ARG_KERNEL_UPLOAD,
+	ARG_ALLOW_UNBOUNDED_UPLOAD,
 	ARG_UPLOAD_SNDBUF,
 	ARG_PIN_PATH,
 	ARG_MAP_ENTRIES,
@@ -55,6 +56,7 @@ static const struct option option_table[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "mode", required_argument, NULL, 'm' },
 	{ "kernel-upload", no_argument, NULL, ARG_KERNEL_UPLOAD },
+	{ "allow-unbounded-upload", no_argument, NULL, ARG_ALLOW_UNBOUNDED_UPLOAD },
 	{ "upload-sndbuf", required_argument, NULL, ARG_UPLOAD_SNDBUF },
 	{ "name", required_argument, NULL, 'n' },
 	{ "pin-path", required_argument, NULL, ARG_PIN_PATH },
@@ -107,10 +109,13 @@ static void help(void)
 	       "  -m --mode=MODE          auto, bpf or splice (default: auto). auto uses the\n"
 	       "                          kernel path if BPF loads and splice otherwise; bpf\n"
 	       "                          fails at start-up instead\n"
-	       "     --kernel-upload      Move client->backend in the kernel too. WARNING: this\n"
-	       "                          mode has no memory bound yet: a client uploading to a\n"
-	       "                          slow backend can make the kernel queue as much memory\n"
-	       "                          as it sends. Use only with trusted clients\n"
+	       "     --kernel-upload      Move client->backend in the kernel too. This mode has\n"
+	       "                          no memory bound on this kernel: a client uploading to\n"
+	       "                          a slow backend can make the kernel queue as much\n"
+	       "                          memory as it sends (1 GiB measured). It is refused\n"
+	       "                          unless --allow-unbounded-upload is given too\n"
+	       "     --allow-unbounded-upload\n"
+	       "                          Accept that risk: for trusted clients only\n"
 	       "     --upload-sndbuf=SIZE Unix send buffer for --kernel-upload, set with\n"
 	       "                          SO_SNDBUFFORCE (default: 64M; the kernel doubles it)\n"
 	       "  -n --name=NAME          Instance name, for pins and logs (default: default)\n"
@@ -476,13 +481,17 @@ static int apply_option(struct options *o, int id, const char *name, const char 
 			}
 		return invalid(src, name, value, "expected auto, bpf or splice");
 	case ARG_KERNEL_UPLOAD:
+	case ARG_ALLOW_UNBOUNDED_UPLOAD: {
+		bool *b = id == ARG_KERNEL_UPLOAD ? &o->kernel_upload : &o->allow_unbounded_upload;
+
 		if (!value) {
-			o->kernel_upload = true;
+			*b = true;
 			return 0;
 		}
-		if (parse_bool(value, &o->kernel_upload) < 0)
+		if (parse_bool(value, b) < 0)
 			return invalid(src, name, value, "expected yes or no");
 		return 0;
+	}
 	case ARG_UPLOAD_SNDBUF:
 		if (parse_size(value, 4096, 1ULL << 30, &o->upload_sndbuf) < 0)
 			return invalid(src, name, value, "expected a size from 4K to 1G");
@@ -723,6 +732,18 @@ static int options_verify(struct options *o)
 	}
 	if (o->kernel_upload && o->mode == SR_MODE_SPLICE) {
 		log_error("--kernel-upload needs --mode bpf or auto.");
+		return -SR_EUSAGE;
+	}
+	/*
+	 * Both known ways to close a TCP window under a verdict program lose data on this kernel
+	 * (SK_PASS duplicates, a map delete drops), so there is no bound to offer: say so, and
+	 * make the user say yes.
+	 */
+	if (o->kernel_upload && !o->allow_unbounded_upload) {
+		log_error("--kernel-upload has no memory bound on this kernel: a client uploading to a "
+			  "slow backend can make the kernel queue as much memory as it sends (1 GiB "
+			  "measured; README.md, \"Known limits\"). Pass --allow-unbounded-upload too "
+			  "to use it anyway, with trusted clients only.");
 		return -SR_EUSAGE;
 	}
 	if (!o->name && !(o->name = strdup("default")))

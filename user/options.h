@@ -36,6 +36,7 @@ struct options {
 	/* Fixed at start-up: a reload that changes them says so and keeps the old value. */
 	enum sr_mode mode;
 	bool kernel_upload;
+	bool allow_unbounded_upload;
 	uint64_t upload_sndbuf;
 	char *name;
 	char *pin_path;

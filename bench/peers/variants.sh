@@ -11,7 +11,7 @@ ALL_VARIANTS=(direct sr-bpf sr-bpf-upload sr-splice sd-proxyd socat haproxy ngin
 declare -A VARIANT_TITLE=(
 	[direct]="direct to the Unix backend"
 	[sr-bpf]="sockredir --mode bpf"
-	[sr-bpf-upload]="sockredir --mode bpf --kernel-upload"
+	[sr-bpf-upload]="sockredir --mode bpf --kernel-upload --allow-unbounded-upload"
 	[sr-splice]="sockredir --mode splice"
 	[sd-proxyd]="systemd-socket-proxyd"
 	[socat]="socat"
@@ -37,7 +37,7 @@ sockredir_cmd() { # MODE-OPTIONS...
 variant_cmd() {
 	case $1 in
 	sr-bpf) sockredir_cmd --mode bpf ;;
-	sr-bpf-upload) sockredir_cmd --mode bpf --kernel-upload ;;
+	sr-bpf-upload) sockredir_cmd --mode bpf --kernel-upload --allow-unbounded-upload ;;
 	sr-splice) sockredir_cmd --mode splice ;;
 	sd-proxyd)
 		# The default --connections-max is 256, which would fail every scale level above
