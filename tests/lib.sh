@@ -188,6 +188,15 @@ proxy_fds_at_most() {
 	[ "$(proxy_fds)" -le "$1" ]
 }
 
+# The proxy's open sockets: what a leaked connection would leave. (Its fd count also moves with
+# the pool of spare pipes, up to 64, which is not a leak.)
+proxy_sockets() {
+	find "/proc/$PROXY_PID/fd" -lname 'socket:*' 2>/dev/null | wc -l
+}
+proxy_sockets_at_most() {
+	[ "$(proxy_sockets)" -le "$1" ]
+}
+
 # run_modes FUNCTION: call FUNCTION "mode options" for each of SR_MODES.
 run_modes() {
 	for m in "${SR_MODES[@]}"; do
