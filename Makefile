@@ -3,6 +3,14 @@
 
 VERSION    := 0.1.0
 OUTPUT     := .output
+# `make test SANITIZE=1`: sockredir built with ASan and UBSan into .output/asan, and the tests
+# run against that binary (the test programs themselves stay as they are).
+ifeq ($(SANITIZE),1)
+OUTPUT     := .output/asan
+CFLAGS     ?= -O1 -g
+CFLAGS     += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=address,undefined
+endif
 CLANG      ?= clang
 CC         ?= gcc
 BPFTOOL    ?= bpftool
@@ -131,8 +139,16 @@ demo: deps
 	@tests/demo.sh
 
 test: deps
+ifeq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory SANITIZE= all $(patsubst $(OUTPUT)/%,.output/%,$(TEST_PROGS))
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@SOCKREDIR=$(CURDIR)/$(OUTPUT)/sockredir \
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run.sh $(TESTS)
+else
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
-	@tests/run.sh
+	@tests/run.sh $(TESTS)
+endif
 
 # `make bench` (about 15 minutes) or `make bench QUICK=1` (about 1 minute).
 bench: deps

@@ -10,7 +10,7 @@ set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$TOP/.output
-SOCKREDIR=$OUT/sockredir
+SOCKREDIR=${SOCKREDIR:-$OUT/sockredir} # make test SANITIZE=1 points it at the ASan build
 SRPEER=$OUT/srpeer
 PORT=${PORT:-8000}
 # The modes every data-path test runs in.

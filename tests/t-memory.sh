@@ -41,13 +41,24 @@ measure() {
 	echo $(((base - min) / 1024))
 }
 
+# bounded N MODE...: N uploads stay within N * PER_CONN_MIB + CONST_MIB. MemAvailable is the
+# whole machine's, so another process can make one run look worse: a run over the bound is
+# repeated once, and both must be over it to fail. (An unbounded mode is over it every time.)
+bounded() {
+	local n=$1 got limit
+	shift
+	limit=$((n * PER_CONN_MIB + CONST_MIB))
+	for attempt in 1 2; do
+		got=$(measure "$n" "$@")
+		log "$*: $n x $SIZE at once: MemAvailable fell by at most $got MiB (bound $limit)"
+		[ "$got" -le "$limit" ] && return 0
+	done
+	fail "$*: $n uploads took $got MiB, over $limit twice"
+}
+
 for m in "--mode bpf" "--mode splice"; do
-	one=$(measure 1 $m)
-	log "$m: one $SIZE upload: MemAvailable fell by at most $one MiB"
-	[ "$one" -le $((PER_CONN_MIB + CONST_MIB)) ] || fail "$m: one upload took $one MiB"
-	fifty=$(measure 50 $m)
-	log "$m: 50 x $SIZE at once: MemAvailable fell by at most $fifty MiB"
-	[ "$fifty" -le $((50 * PER_CONN_MIB + CONST_MIB)) ] || fail "$m: 50 uploads took $fifty MiB"
+	bounded 1 $m
+	bounded 50 $m
 done
 
 unbounded=$(measure 1 --mode bpf --kernel-upload --allow-unbounded-upload)
