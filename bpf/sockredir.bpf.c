@@ -183,6 +183,17 @@ int sr_redirect(struct __sk_buff *skb)
 		return SK_PASS;
 	}
 
+	/*
+	 * Why this only ever reaches the client that the proxy paired with this socket:
+	 *  - the program runs only for sockets the proxy put in sr_verdict;
+	 *  - the receiving socket is found from the skb by the kernel (skb->sk, or its Unix
+	 *    peer), never from data the sender controls;
+	 *  - its cookie keys sr_peers, which only the proxy writes, and cookies are unique for the
+	 *    life of the system, never reused, so a stale entry can't name a new socket;
+	 *  - the target is looked up in sr_targets, which holds only sockets the proxy inserted;
+	 *    a target that has closed is gone from it, and the redirect fails (SK_DROP).
+	 * The maps are pinned 0600: no other user can write them.
+	 */
 	verdict = bpf_sk_redirect_hash(skb, &sr_targets, &peer->peer_cookie, 0);
 	if (verdict != SK_PASS) {
 		ks->redirect_failed++;
