@@ -56,7 +56,7 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean deps demo test check bench install uninstall format
+.PHONY: all clean deps demo test check bench soak install uninstall format
 
 all: $(OUTPUT)/sockredir
 
@@ -149,6 +149,11 @@ else
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
 	@tests/run.sh $(TESTS)
 endif
+
+# `make soak DURATION=10m`: mixed traffic and faults for a while, with trends. Not in `make test`.
+soak: deps
+	@$(MAKE) --no-print-directory all $(TEST_PROGS)
+	@DURATION=$(DURATION) tests/soak.sh
 
 # `make bench` (about 15 minutes) or `make bench QUICK=1` (about 1 minute).
 bench: deps
