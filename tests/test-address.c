@@ -10,20 +10,7 @@
 #include "../user/address.h"
 #include "../user/options.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	({                                                                                         \
-		bool _ok = (cond);                                                                 \
-		checks++;                                                                          \
-		if (!_ok) {                                                                        \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
-		_ok;                                                                               \
-	})
+#include "check.h"
 
 /* Parse s and check that it prints back as want. */
 static void accept_(const char *s, enum address_kind kind, const char *want, int family)

@@ -17,20 +17,7 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	({                                                                                         \
-		bool _ok = (cond);                                                                 \
-		checks++;                                                                          \
-		if (!_ok) {                                                                        \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
-		_ok;                                                                               \
-	})
+#include "check.h"
 
 typedef enum peek_result (*peek_fn)(const uint8_t *buf, size_t len, char *host);
 

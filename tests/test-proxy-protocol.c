@@ -18,20 +18,7 @@
 
 #include "../user/proxy-protocol.h"
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                           \
-	({                                                                                         \
-		bool _ok = (cond);                                                                 \
-		checks++;                                                                          \
-		if (!_ok) {                                                                        \
-			failures++;                                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-		}                                                                                  \
-		_ok;                                                                               \
-	})
+#include "check.h"
 
 /* "\r\n\r\n\0\r\nQUIT\n" */
 static const uint8_t v2_signature[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
