@@ -189,3 +189,7 @@ clean:
 	$(Q)rm -rf $(OUTPUT)
 
 -include $(wildcard $(OUTPUT)/user/*.d)
+
+# libFuzzer targets for every parser of outside input: `make fuzz` (FUZZ_SECONDS per target),
+# `make fuzz-regress` (the committed corpora and reproducers, once).
+include tests/fuzz/fuzz.mk

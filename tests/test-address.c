@@ -60,6 +60,8 @@ static void test_backend_accepted(void)
 	accept_("[::1]:443", ADDRESS_BACKEND, "[::1]:443", AF_INET6);
 	accept_("[2001:db8::5]:80", ADDRESS_BACKEND, "[2001:db8::5]:80", AF_INET6);
 	accept_("[::ffff:127.0.0.1]:80", ADDRESS_BACKEND, "[::ffff:127.0.0.1]:80", AF_INET6);
+	/* A scope prints as its number, which parses back the same (a fuzzer finding). */
+	accept_("[fe80::1%1]:80", ADDRESS_BACKEND, "[fe80::1%1]:80", AF_INET6);
 	accept_("localhost:8080", ADDRESS_BACKEND, "127.0.0.1:8080", AF_INET);
 
 	/* The longest path that fits sun_path with its NUL: 107 bytes. */
@@ -108,6 +110,9 @@ static void test_backend_rejected(void)
 	reject("host name:80", ADDRESS_BACKEND, "invalid host");
 	reject("-bad..name:80", ADDRESS_BACKEND, "invalid host");
 	reject("no-such-host.invalid:80", ADDRESS_BACKEND, "does not resolve");
+	/* inet_aton()'s other forms are numbers to getaddrinfo(), not names (a fuzzer finding). */
+	reject("0x7f.1:80", ADDRESS_BACKEND, "invalid IPv4");
+	reject("0x7f000001:80", ADDRESS_BACKEND, "invalid IPv4");
 
 	memset(toolong, 'a', sizeof(toolong));
 	toolong[0] = '/';

@@ -184,6 +184,11 @@ static void test_http_invalid(void)
 	http_invalid("G\x01");
 	http_invalid("GE(T");
 
+	/* Empty labels, and a second trailing dot (fuzzer findings). */
+	http_invalid("GET / HTTP/1.1\r\nHost: example.com..\r\n\r\n");
+	http_invalid("GET / HTTP/1.1\r\nHost: .example.com\r\n\r\n");
+	http_invalid("GET / HTTP/1.1\r\nHost: a..b\r\n\r\n");
+
 	/* The version. */
 	http_invalid("GET / HTTP/2.0\r\nHost: example.com\r\n\r\n");
 	http_invalid("GET / HTTP/1.2\r\nHost: example.com\r\n\r\n");

@@ -128,6 +128,7 @@ static int parse_inet(const char *s, enum address_kind kind, struct sr_address *
 {
 	char host[256];
 	const char *colon, *port_str;
+	struct in_addr in;
 	uint16_t port;
 	size_t hlen;
 
@@ -184,14 +185,18 @@ static int parse_inet(const char *s, enum address_kind kind, struct sr_address *
 
 	/* Dotted quads are taken literally; anything else with digits and dots only is a typo. */
 	if (strspn(host, "0123456789.") == hlen) {
-		struct in_addr in;
-
 		if (inet_pton(AF_INET, host, &in) != 1)
 			return fail(reason, "invalid IPv4 address", -EINVAL);
 		return resolve(host, port, AF_INET, AI_NUMERICHOST, ret, reason);
 	}
 	if (!valid_hostname(host))
 		return fail(reason, "invalid host name", -EINVAL);
+	/*
+	 * Nor are inet_aton()'s other forms ("0x7f.1", "0x7f000001"): getaddrinfo() would take
+	 * them as numbers, not names.
+	 */
+	if (inet_aton(host, &in) != 0)
+		return fail(reason, "invalid IPv4 address", -EINVAL);
 	return resolve(host, port, AF_UNSPEC, AI_ADDRCONFIG, ret, reason);
 }
 
@@ -245,7 +250,12 @@ const char *address_to_string(const struct sr_address *a, char *buf, size_t size
 		break;
 	case AF_INET6:
 		inet_ntop(AF_INET6, &a->in6.sin6_addr, host, sizeof(host));
-		snprintf(buf, size, "[%s]:%u", host, ntohs(a->in6.sin6_port));
+		/* The scope ("[fe80::1%eth0]:80") as its number, which parses back the same. */
+		if (a->in6.sin6_scope_id)
+			snprintf(buf, size, "[%s%%%u]:%u", host, a->in6.sin6_scope_id,
+				 ntohs(a->in6.sin6_port));
+		else
+			snprintf(buf, size, "[%s]:%u", host, ntohs(a->in6.sin6_port));
 		break;
 	default:
 		snprintf(buf, size, "(family %d)", a->sa.sa_family);

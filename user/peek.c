@@ -48,6 +48,9 @@ static enum peek_result set_host(const char *s, size_t n, char *host)
 		if (!isalnum(c) && c != '-' && c != '.' && c != '_' && c != ':' && c != '[' &&
 		    c != ']')
 			return PEEK_INVALID;
+		/* No empty label: ".a", "a..b", and "a.." (whose trailing dot would be left). */
+		if (c == '.' && (i == 0 || i == n - 1 || s[i - 1] == '.'))
+			return PEEK_INVALID;
 		host[i] = (char)tolower(c);
 	}
 	host[n] = 0;
