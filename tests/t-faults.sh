@@ -71,6 +71,48 @@ for m in "--mode bpf" "--mode splice"; do
 	healthy_check "backend SIGKILL, $m"
 	fds_settle "$fds"
 
+	# 1b. The backend dies with SIGKILL during an upload (its reply direction is idle): the
+	# client gets a FIN promptly; what it still sends is read and dropped for a while
+	# (a lingering close, so that it sees the FIN and not a reset), then the connection ends.
+	backend victim proto
+	healthy_start
+	KILLED=$T/killed PORT=$PORT python3 - <<'PY' >"$T/victim.out" 2>&1 &
+import os, select, socket, struct, time
+s = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])))
+s.sendall(struct.pack("<IIQQQ", 0x51505253, 0, 7, 1 << 31, 0))  # a 2 GiB upload
+s.setblocking(False)
+chunk, start, killed_at = b"\0" * 65536, time.time(), None
+while time.time() - start < 20:
+    r, w, _ = select.select([s], [s], [], 1)
+    if r:
+        try:
+            data = s.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if data == b"":
+            print(f"FIN after {time.time() - float(open(os.environ['KILLED']).read()):.3f} s")
+            break
+    if w:
+        try:
+            s.send(chunk)
+        except BlockingIOError:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            print("reset before a FIN")
+            break
+PY
+	vpid=$!
+	sleep 0.5
+	date +%s.%N >"$T/killed"
+	kill -KILL "$pid_victim"
+	wait $vpid || true
+	log "backend SIGKILL during an upload: $(cat "$T/victim.out")"
+	fin=$(sed -n 's/^FIN after \([0-9.]*\) s$/\1/p' "$T/victim.out")
+	[ -n "$fin" ] && awk -v f="$fin" 'BEGIN { exit !(f < 1) }' ||
+		fail "the uploading client did not get a FIN within 1 s ($m)"
+	healthy_check "backend SIGKILL during an upload, $m"
+	fds_settle "$fds"
+
 	# 2. The client resets during a download.
 	backend victim proto
 	healthy_start

@@ -180,10 +180,13 @@ static uint32_t end_events(struct connection *c, struct end *e)
 	}
 	/*
 	 * EPOLLHUP and EPOLLERR can't be masked and stay raised; once seen, a socket is watched
-	 * only while a flow still reads from it, or the loop would spin.
+	 * only while a flow still reads from it, or the loop would spin. A kernel flow "reads" by
+	 * waiting for EPOLLRDHUP: keep that, or a download whose backend died while a write
+	 * to it failed would never learn of its EOF (it stays set, so this can't spin either:
+	 * the flow stops asking for it once it has seen it).
 	 */
 	if (e->hup)
-		ev &= EPOLLIN;
+		ev &= EPOLLIN | EPOLLRDHUP;
 	return ev;
 }
 
