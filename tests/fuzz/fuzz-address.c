@@ -13,15 +13,7 @@
 
 #define FUZZ_ADDRESS_MAX 1024
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "CHECK failed: %s: ", #cond);                              \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz-check.h"
 
 static bool same_address(const struct sr_address *a, const struct sr_address *b)
 {

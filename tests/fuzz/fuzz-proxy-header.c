@@ -31,15 +31,7 @@
 
 #include "../../user/proxy-protocol.h"
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "CHECK failed: %s: ", #cond);                              \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz-check.h"
 
 #define INPUT_MIN 49
 #define MIN(a, b) ((a) < (b) ? (a) : (b))

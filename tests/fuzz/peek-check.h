@@ -27,15 +27,7 @@
 
 typedef enum peek_result (*peek_fn)(const uint8_t *buf, size_t len, char *host);
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "CHECK failed: %s: ", #cond);                              \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "fuzz-check.h"
 
 struct peek_run {
 	enum peek_result r;
