@@ -66,6 +66,8 @@ if [ "$mode" = bpf ]; then
 	run bpftool map dump pinned "$pins/sr_proxy_stats"
 	echo "# Data-path counters, per CPU (written by sr_redirect): bytes[0] is backend->client"
 	run bpftool map dump pinned "$pins/sr_kstats"
+	echo "# The same counters, summed and labelled:"
+	run "$OUT/sockredir" stats "$NAME"
 fi
 
 step "5. Stop: SIGTERM drains, removes the pins, and exits 0"
