@@ -264,7 +264,8 @@ int sr_drain_probe(struct __sk_buff *ctx)
 		if (bpf_core_field_exists(psock->msg_tot_len))
 			sr_probe.held = BPF_CORE_READ(psock, msg_tot_len);
 		if (bpf_core_field_exists(psock->state))
-			sr_probe.broken = !(BPF_CORE_READ(psock, state) & (1UL << SK_PSOCK_TX_ENABLED));
+			sr_probe.broken =
+				!(BPF_CORE_READ(psock, state) & (1UL << SK_PSOCK_TX_ENABLED));
 	}
 	sr_probe.status = 0;
 	return 0;

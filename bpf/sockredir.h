@@ -57,22 +57,22 @@ struct sr_peer {
 
 /* Value of sr_kstats (BPF_MAP_TYPE_PERCPU_ARRAY, one entry): what the verdict program did. */
 struct sr_kstats {
-	__u64 bytes[_SR_DIR_MAX];	 /* bytes redirected, per direction */
-	__u64 skbs[_SR_DIR_MAX];	 /* skbs redirected, per direction */
-	__u64 redirect_failed;		 /* target socket no longer in sr_targets */
-	__u64 peer_missing;		 /* no sr_peers entry for the receiving socket */
-	__u64 empty_dropped;		 /* zero-length skbs (a bare FIN) dropped on purpose */
-	__u64 held;			 /* skbs kept on their socket (SR_PEER_HOLD or queued) */
+	__u64 bytes[_SR_DIR_MAX]; /* bytes redirected, per direction */
+	__u64 skbs[_SR_DIR_MAX];  /* skbs redirected, per direction */
+	__u64 redirect_failed;	  /* target socket no longer in sr_targets */
+	__u64 peer_missing;	  /* no sr_peers entry for the receiving socket */
+	__u64 empty_dropped;	  /* zero-length skbs (a bare FIN) dropped on purpose */
+	__u64 held;		  /* skbs kept on their socket (SR_PEER_HOLD or queued) */
 };
 
 /* Why a connection was carried on the userspace path instead of the kernel path. */
 enum sr_fallback_reason {
 	SR_FALLBACK_NONE = 0,
-	SR_FALLBACK_MODE,	  /* --mode splice, or BPF unavailable at start-up */
-	SR_FALLBACK_CLIENT_STATE, /* client socket refused (already half-closed: CLOSE_WAIT) */
+	SR_FALLBACK_MODE,	   /* --mode splice, or BPF unavailable at start-up */
+	SR_FALLBACK_CLIENT_STATE,  /* client socket refused (already half-closed: CLOSE_WAIT) */
 	SR_FALLBACK_BACKEND_STATE, /* backend socket refused */
-	SR_FALLBACK_MAP_FULL,	  /* a map was full (E2BIG/ENOMEM) */
-	SR_FALLBACK_OTHER,	  /* any other insert error */
+	SR_FALLBACK_MAP_FULL,	   /* a map was full (E2BIG/ENOMEM) */
+	SR_FALLBACK_OTHER,	   /* any other insert error */
 	_SR_FALLBACK_MAX,
 };
 
@@ -81,18 +81,18 @@ enum sr_fallback_reason {
  * plain stores through its mmap, so counting costs no syscall. Readers use a map lookup.
  */
 struct sr_proxy_stats {
-	__u64 accepted;			     /* client connections accepted */
-	__u64 open;			     /* connections open now */
-	__u64 kernel;			     /* connections whose download moved in the kernel */
-	__u64 kernel_upload;		     /* ... and whose upload did too */
-	__u64 fallback[_SR_FALLBACK_MAX];    /* connections carried by splice, per reason */
-	__u64 connect_failed;		     /* backend connect failures */
-	__u64 spliced_bytes[_SR_DIR_MAX];    /* bytes moved by the userspace path, per direction */
-	__u64 flushed_bytes;		     /* backend bytes queued before insertion, sent by hand */
-	__u64 drain_checks;		     /* psock backlog checks run before shutdown or close */
-	__u64 peek_failed;		     /* no valid Host or SNI (malformed, too long, timeout) */
-	__u64 idle_closed;		     /* closed by --idle-timeout */
-	__u64 reloads;			     /* successful SIGHUP reloads */
+	__u64 accepted;			  /* client connections accepted */
+	__u64 open;			  /* connections open now */
+	__u64 kernel;			  /* connections whose download moved in the kernel */
+	__u64 kernel_upload;		  /* ... and whose upload did too */
+	__u64 fallback[_SR_FALLBACK_MAX]; /* connections carried by splice, per reason */
+	__u64 connect_failed;		  /* backend connect failures */
+	__u64 spliced_bytes[_SR_DIR_MAX]; /* bytes moved by the userspace path, per direction */
+	__u64 flushed_bytes;		  /* backend bytes queued before insertion, sent by hand */
+	__u64 drain_checks;		  /* psock backlog checks run before shutdown or close */
+	__u64 peek_failed;		  /* no valid Host or SNI (malformed, too long, timeout) */
+	__u64 idle_closed;		  /* closed by --idle-timeout */
+	__u64 reloads;			  /* successful SIGHUP reloads */
 };
 
 /*
@@ -100,13 +100,13 @@ struct sr_proxy_stats {
  * runs sr_drain_probe with BPF_PROG_TEST_RUN and reads the rest back through the skeleton's mmap.
  */
 struct sr_probe {
-	__u64 cookie;	/* in: key of the socket to check */
-	__u32 map;	/* in: 0 = look it up in sr_targets, 1 = in sr_verdict */
-	__s32 status;	/* out: 0, or -ENOENT (not in the map), -EOPNOTSUPP (fields unknown) */
-	__u32 queued;	/* out: skbs waiting in the socket's psock backlog */
-	__u32 partial;	/* out: bytes of a partly sent skb the backlog worker will retry */
-	__u32 held;	/* out: bytes kept on the socket by SK_PASS, not yet read (ingress_msg) */
-	__u32 broken;	/* out: the psock stopped sending after a hard error; queued bytes are lost */
+	__u64 cookie;  /* in: key of the socket to check */
+	__u32 map;     /* in: 0 = look it up in sr_targets, 1 = in sr_verdict */
+	__s32 status;  /* out: 0, or -ENOENT (not in the map), -EOPNOTSUPP (fields unknown) */
+	__u32 queued;  /* out: skbs waiting in the socket's psock backlog */
+	__u32 partial; /* out: bytes of a partly sent skb the backlog worker will retry */
+	__u32 held;    /* out: bytes kept on the socket by SK_PASS, not yet read (ingress_msg) */
+	__u32 broken; /* out: the psock stopped sending after a hard error; queued bytes are lost */
 	__u32 pad;
 };
 

@@ -45,7 +45,8 @@ static int parse_unix(const char *path, bool abstract, struct sr_address *ret, c
 	size_t n = strlen(path);
 
 	if (n == 0)
-		return fail(reason, abstract ? "empty abstract socket name" : "empty path", -EINVAL);
+		return fail(reason, abstract ? "empty abstract socket name" : "empty path",
+			    -EINVAL);
 	if (memchr(path, 0, n) || strpbrk(path, "\n\r"))
 		return fail(reason, "control characters in the name", -EINVAL);
 	if (!abstract && path[0] != '/')
@@ -103,7 +104,8 @@ static int resolve(const char *host, uint16_t port, int family, int flags, struc
 	r = getaddrinfo(host, NULL, &hints, &res);
 	if (r != 0 || !res)
 		return fail(reason,
-			    flags & AI_NUMERICHOST ? "invalid IP address" : "host name does not resolve",
+			    flags & AI_NUMERICHOST ? "invalid IP address" :
+						     "host name does not resolve",
 			    flags & AI_NUMERICHOST ? -EINVAL : -EADDRNOTAVAIL);
 	if (res->ai_addrlen > sizeof(a.storage)) {
 		freeaddrinfo(res);
@@ -212,8 +214,8 @@ int address_parse(const char *s, enum address_kind kind, struct sr_address *ret,
 	if (strncmp(s, "unix:", 5) == 0) {
 		const char *p = s + 5;
 
-		r = p[0] == '@' ? parse_unix(p + 1, true, &a, reason)
-				: parse_unix(p, false, &a, reason);
+		r = p[0] == '@' ? parse_unix(p + 1, true, &a, reason) :
+				  parse_unix(p, false, &a, reason);
 	} else if (s[0] == '/')
 		r = parse_unix(s, false, &a, reason);
 	else if (s[0] == '@')
@@ -241,7 +243,8 @@ const char *address_to_string(const struct sr_address *a, char *buf, size_t size
 		else if (a->un.sun_path[0] == 0)
 			snprintf(buf, size, "@%.*s", (int)(n - 1), a->un.sun_path + 1);
 		else
-			snprintf(buf, size, "%.*s", (int)strnlen(a->un.sun_path, n), a->un.sun_path);
+			snprintf(buf, size, "%.*s", (int)strnlen(a->un.sun_path, n),
+				 a->un.sun_path);
 		break;
 	}
 	case AF_INET:

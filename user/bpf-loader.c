@@ -34,8 +34,8 @@ struct bpf_state {
 
 /* Everything that gets pinned, by its bpftool name. */
 static const char *const pin_names[] = {
-	SR_MAP_VERDICT, SR_MAP_TARGETS, SR_MAP_PEERS, SR_MAP_KSTATS, SR_MAP_PROXY_STATS,
-	SR_PROG_VERDICT, SR_PROG_PROBE,
+	SR_MAP_VERDICT,	    SR_MAP_TARGETS,  SR_MAP_PEERS,  SR_MAP_KSTATS,
+	SR_MAP_PROXY_STATS, SR_PROG_VERDICT, SR_PROG_PROBE,
 };
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -234,7 +234,8 @@ int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, con
 	/* The proxy counts by plain stores into this mapping: no syscall per event. */
 	what = "map the proxy counters";
 	page = sysconf(_SC_PAGESIZE);
-	s->proxy_stats_size = (sizeof(struct sr_proxy_stats) + (size_t)page - 1) & ~((size_t)page - 1);
+	s->proxy_stats_size = (sizeof(struct sr_proxy_stats) + (size_t)page - 1) &
+			      ~((size_t)page - 1);
 	mem = mmap(NULL, s->proxy_stats_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		   bpf_map__fd(s->skel->maps.sr_proxy_stats), 0);
 	if (mem == MAP_FAILED) {

@@ -60,7 +60,8 @@ static const char *const flow_state_table[] = {
 static void flow_set_state(struct flow *f, enum flow_state state)
 {
 	log_debug("Connection %" PRIu64 ": %s %s%s -> %s.", f->conn->id, flow_name(f),
-		  f->kernel ? "(kernel) " : "", flow_state_table[f->state], flow_state_table[state]);
+		  f->kernel ? "(kernel) " : "", flow_state_table[f->state],
+		  flow_state_table[state]);
 	f->state = state;
 }
 
@@ -165,7 +166,8 @@ int connection_arm_timer(struct connection *c, uint64_t at)
 
 static uint32_t flow_src_events(const struct flow *f)
 {
-	return (f->waits & WAIT_SRC_IN ? EPOLLIN : 0) | (f->waits & WAIT_SRC_RDHUP ? EPOLLRDHUP : 0);
+	return (f->waits & WAIT_SRC_IN ? EPOLLIN : 0) |
+	       (f->waits & WAIT_SRC_RDHUP ? EPOLLRDHUP : 0);
 }
 
 static uint32_t end_events(struct connection *c, struct end *e)
@@ -349,7 +351,8 @@ static int flow_drain(struct flow *f)
 		/* The verdict has yet to see them (TCP), or held bytes are on their way (Unix). */
 		if (f->backoff == 0)
 			log_debug("Connection %" PRIu64 ": %s: waiting for %" PRIu64
-				  " source bytes.", f->conn->id, flow_name(f), pending);
+				  " source bytes.",
+				  f->conn->id, flow_name(f), pending);
 		flow_wait_timer(f);
 		return 0;
 	}

@@ -23,23 +23,23 @@ struct listener;
 struct end {
 	struct connection *conn;
 	int fd;
-	uint64_t cookie;	/* SO_COOKIE, the key in the BPF maps; 0 until needed */
-	uint32_t events;	/* what the proxy's epoll set watches on it now (0: not in the set) */
+	uint64_t cookie; /* SO_COOKIE, the key in the BPF maps; 0 until needed */
+	uint32_t events; /* what the proxy's epoll set watches on it now (0: not in the set) */
 	bool is_unix;
-	bool in_verdict;	/* in sr_verdict (its received bytes move in the kernel) */
-	bool in_targets;	/* in sr_targets (a redirect target) */
-	bool has_peer;		/* an sr_peers entry keyed by this socket's cookie exists */
-	bool rdhup;		/* EPOLLRDHUP seen: the peer shut down writing */
-	bool hup;		/* EPOLLHUP or EPOLLERR seen: the peer is gone for good */
+	bool in_verdict; /* in sr_verdict (its received bytes move in the kernel) */
+	bool in_targets; /* in sr_targets (a redirect target) */
+	bool has_peer;	 /* an sr_peers entry keyed by this socket's cookie exists */
+	bool rdhup;	 /* EPOLLRDHUP seen: the peer shut down writing */
+	bool hup;	 /* EPOLLHUP or EPOLLERR seen: the peer is gone for good */
 };
 
 enum flow_state {
-	FLOW_IDLE,	/* not started yet: the backend is still connecting */
-	FLOW_SETTLING,	/* kernel: moving by hand bytes queued before the socket was in the map */
-	FLOW_OPEN,	/* moving bytes */
-	FLOW_DRAINING,	/* the source hit EOF: letting bytes in flight reach the destination */
-	FLOW_DISCARD,	/* the destination is gone: reading and dropping until the source ends */
-	FLOW_DONE,	/* the destination's write side is shut down (or it is gone) */
+	FLOW_IDLE,     /* not started yet: the backend is still connecting */
+	FLOW_SETTLING, /* kernel: moving by hand bytes queued before the socket was in the map */
+	FLOW_OPEN,     /* moving bytes */
+	FLOW_DRAINING, /* the source hit EOF: letting bytes in flight reach the destination */
+	FLOW_DISCARD,  /* the destination is gone: reading and dropping until the source ends */
+	FLOW_DONE,     /* the destination's write side is shut down (or it is gone) */
 };
 
 /* Out of fds (for a pipe or a backend socket): try again after this. */
@@ -58,33 +58,33 @@ struct flow {
 	struct connection *conn;
 	enum sr_direction dir;
 	enum flow_state state;
-	bool kernel;		/* moved by sr_redirect; else by splice */
+	bool kernel; /* moved by sr_redirect; else by splice */
 	struct end *src, *dst;
 	unsigned waits;
-	uint64_t wake_at;	/* CLOCK_MONOTONIC µs, with WAIT_TIMER */
-	uint64_t backoff;	/* current poll interval while draining */
-	uint64_t deadline;	/* give up on DRAINING/DISCARD at this time */
-	uint64_t bytes;		/* moved by userspace on this flow */
+	uint64_t wake_at;  /* CLOCK_MONOTONIC µs, with WAIT_TIMER */
+	uint64_t backoff;  /* current poll interval while draining */
+	uint64_t deadline; /* give up on DRAINING/DISCARD at this time */
+	uint64_t bytes;	   /* moved by userspace on this flow */
 
 	/* splice mover */
-	struct sr_pipe *pipe;	/* borrowed from the pool while it holds bytes */
+	struct sr_pipe *pipe; /* borrowed from the pool while it holds bytes */
 	size_t in_pipe;
 	bool src_eof;
 
 	/* kernel mover: bytes read by hand (queued before insertion, or kept by SR_PEER_HOLD) */
 	uint8_t *buf;
 	size_t buf_len, buf_off;
-	bool holding;		/* SR_PEER_HOLD is set on the source */
+	bool holding; /* SR_PEER_HOLD is set on the source */
 	unsigned settle_rounds;
 	uint64_t grace_ticket;
-	uint64_t last_pending;	/* drain progress: the destination's backlog at the last poll */
+	uint64_t last_pending; /* drain progress: the destination's backlog at the last poll */
 };
 
 /* A connection first chooses and reaches its backend (setup.c), then moves bytes. */
 enum connection_phase {
-	PHASE_PEEK,	/* reading the client's Host or SNI to choose a route */
-	PHASE_CONNECT,	/* connecting to a backend of the route, with failover */
-	PHASE_RUN,	/* both flows running */
+	PHASE_PEEK,    /* reading the client's Host or SNI to choose a route */
+	PHASE_CONNECT, /* connecting to a backend of the route, with failover */
+	PHASE_RUN,     /* both flows running */
 };
 
 struct connection {
@@ -97,21 +97,21 @@ struct connection {
 	uint64_t timer_at;
 
 	/* setup.c */
-	const char *listener_name;	/* borrowed from the listener, which outlives us */
-	uint64_t deadline;		/* of the peek, then of the whole connect attempt */
-	struct route *route;		/* chosen route, referenced until connected */
-	struct backend *target;		/* the backend connected to (referenced; active count) */
-	uint64_t tried;			/* route backends tried in this pass (bitmask) */
-	unsigned passes;		/* rounds over the route's backends */
-	int last_error;			/* the last connect error, for the log */
-	bool waiting_fd;		/* out of fds for the backend socket; proxy->n_waiting_fd */
+	const char *listener_name; /* borrowed from the listener, which outlives us */
+	uint64_t deadline;	   /* of the peek, then of the whole connect attempt */
+	struct route *route;	   /* chosen route, referenced until connected */
+	struct backend *target;	   /* the backend connected to (referenced; active count) */
+	uint64_t tried;		   /* route backends tried in this pass (bitmask) */
+	unsigned passes;	   /* rounds over the route's backends */
+	int last_error;		   /* the last connect error, for the log */
+	bool waiting_fd;	   /* out of fds for the backend socket; proxy->n_waiting_fd */
 
 	/* --idle-timeout: the byte count last seen and when it last changed */
 	uint64_t last_bytes;
 	uint64_t last_active;
 
 	enum sr_fallback_reason fallback;
-	bool dead;		/* freed during an event batch: the memory goes after the batch */
+	bool dead; /* freed during an event batch: the memory goes after the batch */
 	struct connection *prev, *next;
 };
 

@@ -180,9 +180,11 @@ int kernel_path_attach_upload(struct connection *c, bool *ret_settle)
 	 */
 	if (c->backend.is_unix) {
 		size = (int)MIN(p->upload_sndbuf, (uint64_t)INT32_MAX / 2);
-		if (setsockopt(c->backend.fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0 &&
+		if (setsockopt(c->backend.fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) <
+			    0 &&
 		    setsockopt(c->backend.fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
-			log_debug_errno(errno, "Failed to size the backend send buffer, ignoring: %m");
+			log_debug_errno(errno,
+					"Failed to size the backend send buffer, ignoring: %m");
 	}
 
 	r = insert(bpf, &c->client, true);
@@ -264,7 +266,8 @@ int kernel_flow_src_pending(struct flow *f, uint64_t *ret)
 		if (r < 0)
 			return r;
 		/* A FIN takes a sequence number, and bytes_received counts it. */
-		received = ti.tcpi_bytes_received - (f->src->rdhup && ti.tcpi_bytes_received ? 1 : 0);
+		received =
+			ti.tcpi_bytes_received - (f->src->rdhup && ti.tcpi_bytes_received ? 1 : 0);
 		if (received > peer.bytes + f->bytes)
 			inq = received - peer.bytes - f->bytes;
 	}

@@ -21,8 +21,8 @@
 #define STATUS_INTERVAL (2 * USEC_PER_SEC)
 /* The idle sweep runs this many times per --idle-timeout, within these bounds. */
 #define IDLE_SWEEPS_PER_TIMEOUT 4
-#define IDLE_SWEEP_MIN (100 * USEC_PER_MSEC)
-#define IDLE_SWEEP_MAX (10 * USEC_PER_SEC)
+#define IDLE_SWEEP_MIN		(100 * USEC_PER_MSEC)
+#define IDLE_SWEEP_MAX		(10 * USEC_PER_SEC)
 
 static void proxy_exit(struct proxy *p)
 {
@@ -331,7 +331,8 @@ int lifecycle_setup(struct proxy *p)
 	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (p->epoll_fd < 0)
 		return log_error_errno(errno, "Failed to create an epoll set: %m");
-	r = sd_event_add_io(p->event, &p->epoll_source, p->epoll_fd, EPOLLIN, on_connections_ready, p);
+	r = sd_event_add_io(p->event, &p->epoll_source, p->epoll_fd, EPOLLIN, on_connections_ready,
+			    p);
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch the epoll set: %m");
 

@@ -7,11 +7,11 @@
 
 struct listener {
 	int fd;
-	char *name;		 /* FileDescriptorName= for inherited fds, else the address */
-	char *unlink_path;	 /* a Unix socket path we created, removed on exit */
-	struct sr_address addr;	 /* local address, for logs */
-	void *event_source;	 /* sd_event_source *, owned by the proxy */
-	void *proxy;		 /* struct proxy *, for the accept handler */
+	char *name;		/* FileDescriptorName= for inherited fds, else the address */
+	char *unlink_path;	/* a Unix socket path we created, removed on exit */
+	struct sr_address addr; /* local address, for logs */
+	void *event_source;	/* sd_event_source *, owned by the proxy */
+	void *proxy;		/* struct proxy *, for the accept handler */
 };
 
 /*

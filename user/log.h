@@ -15,19 +15,19 @@ void log_set_max_level(int level);
 int log_get_max_level(void);
 int log_internal(int level, int error, const char *func, const char *format, ...) _printf_(4, 5);
 
-#define log_full_errno(level, error, ...)                                                          \
-	({                                                                                         \
-		int _l = (level), _e = (error);                                                    \
-		(_l <= log_get_max_level()) ? log_internal(_l, _e, __func__, __VA_ARGS__)          \
-					    : -(_e < 0 ? -_e : _e);                                \
+#define log_full_errno(level, error, ...)                                                   \
+	({                                                                                  \
+		int _l = (level), _e = (error);                                             \
+		(_l <= log_get_max_level()) ? log_internal(_l, _e, __func__, __VA_ARGS__) : \
+					      -(_e < 0 ? -_e : _e);                         \
 	})
-#define log_full(level, ...) ((void)log_full_errno(level, 0, __VA_ARGS__))
+#define log_full(level, ...)	  ((void)log_full_errno(level, 0, __VA_ARGS__))
 
-#define log_debug(...)	 log_full(LOG_DEBUG, __VA_ARGS__)
-#define log_info(...)	 log_full(LOG_INFO, __VA_ARGS__)
-#define log_notice(...)	 log_full(LOG_NOTICE, __VA_ARGS__)
-#define log_warning(...) log_full(LOG_WARNING, __VA_ARGS__)
-#define log_error(...)	 log_full(LOG_ERR, __VA_ARGS__)
+#define log_debug(...)		  log_full(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)		  log_full(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)		  log_full(LOG_NOTICE, __VA_ARGS__)
+#define log_warning(...)	  log_full(LOG_WARNING, __VA_ARGS__)
+#define log_error(...)		  log_full(LOG_ERR, __VA_ARGS__)
 
 #define log_debug_errno(e, ...)	  log_full_errno(LOG_DEBUG, e, __VA_ARGS__)
 #define log_info_errno(e, ...)	  log_full_errno(LOG_INFO, e, __VA_ARGS__)

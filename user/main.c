@@ -54,10 +54,12 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 		return 0;
 	}
 	if (o->mode == SR_MODE_BPF)
-		return log_error_errno(r, "--mode bpf: cannot use the kernel path: failed to %s: %m%s",
+		return log_error_errno(r,
+				       "--mode bpf: cannot use the kernel path: failed to %s: %m%s",
 				       what, load_hint(r));
-	log_warning_errno(r, "Kernel path unavailable, every connection uses splice: failed to %s: "
-			     "%m%s",
+	log_warning_errno(r,
+			  "Kernel path unavailable, every connection uses splice: failed to %s: "
+			  "%m%s",
 			  what, load_hint(r));
 	return 0;
 }
@@ -138,8 +140,8 @@ out:
 
 int main(int argc, char *argv[])
 {
-	int r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1)
-						     : run(argc, argv);
+	int r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1) :
+						      run(argc, argv);
 
 	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
 }

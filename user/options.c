@@ -199,7 +199,7 @@ int parse_time_usec(const char *s, uint64_t *ret)
 		const char *suffix;
 		uint64_t usec;
 	} units[] = {
-		{ "us", 1 },	      { "ms", USEC_PER_MSEC }, { "s", USEC_PER_SEC },
+		{ "us", 1 },	      { "ms", USEC_PER_MSEC },	    { "s", USEC_PER_SEC },
 		{ "", USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
 	};
 	unsigned long long whole, frac = 0, frac_div = 1;
@@ -397,7 +397,8 @@ static int add_route(struct route_spec **l, size_t *n, const struct source *src,
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0)
-			return invalid(src, name, value, "'%s' is not a host name or *.domain", key);
+			return invalid(src, name, value, "'%s' is not a host name or *.domain",
+				       key);
 		free(key);
 		key = pattern;
 	} else if (!valid_fdname(key))
@@ -740,10 +741,11 @@ static int options_verify(struct options *o)
 	 * make the user say yes.
 	 */
 	if (o->kernel_upload && !o->allow_unbounded_upload) {
-		log_error("--kernel-upload has no memory bound on this kernel: a client uploading to a "
-			  "slow backend can make the kernel queue as much memory as it sends (1 GiB "
-			  "measured; README.md, \"Known limits\"). Pass --allow-unbounded-upload too "
-			  "to use it anyway, with trusted clients only.");
+		log_error(
+			"--kernel-upload has no memory bound on this kernel: a client uploading to a "
+			"slow backend can make the kernel queue as much memory as it sends (1 GiB "
+			"measured; README.md, \"Known limits\"). Pass --allow-unbounded-upload too "
+			"to use it anyway, with trusted clients only.");
 		return -SR_EUSAGE;
 	}
 	if (!o->name && !(o->name = strdup("default")))

@@ -59,7 +59,7 @@ struct options {
 	uint64_t fail_timeout;
 	uint64_t peek_timeout;
 	bool peek_fail_close;
-	unsigned proxy_protocol; /* 0, 1 or 2 */
+	unsigned proxy_protocol;  /* 0, 1 or 2 */
 	unsigned max_connections; /* 0: no limit */
 	uint64_t idle_timeout;	  /* 0: none */
 	bool keepalive;

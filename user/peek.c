@@ -10,12 +10,12 @@
 #include "util.h"
 
 /* TLS record and handshake constants (RFC 8446). */
-#define TLS_RECORD_HEADER   5
+#define TLS_RECORD_HEADER     5
 #define TLS_CONTENT_HANDSHAKE 22
-#define TLS_HANDSHAKE_HEADER 4
-#define TLS_CLIENT_HELLO    1
-#define TLS_EXT_SERVER_NAME 0
-#define TLS_SNI_HOST_NAME   0
+#define TLS_HANDSHAKE_HEADER  4
+#define TLS_CLIENT_HELLO      1
+#define TLS_EXT_SERVER_NAME   0
+#define TLS_SNI_HOST_NAME     0
 
 const char *peek_result_to_string(enum peek_result r)
 {

@@ -16,10 +16,10 @@
 #define PEEK_HOST_MAX 256
 
 enum peek_result {
-	PEEK_MORE,	/* the bytes so far are a valid start: wait for more */
-	PEEK_FOUND,	/* host holds the name, lowercase, without port or trailing dot */
-	PEEK_NO_NAME,	/* a complete, valid request or ClientHello that names no host */
-	PEEK_INVALID,	/* not HTTP/1.x or TLS, or malformed */
+	PEEK_MORE,    /* the bytes so far are a valid start: wait for more */
+	PEEK_FOUND,   /* host holds the name, lowercase, without port or trailing dot */
+	PEEK_NO_NAME, /* a complete, valid request or ClientHello that names no host */
+	PEEK_INVALID, /* not HTTP/1.x or TLS, or malformed */
 };
 
 /* Look at buf (len bytes, len <= PEEK_MAX) and decide; host must hold PEEK_HOST_MAX bytes. */

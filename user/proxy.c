@@ -80,7 +80,8 @@ void proxy_pause_accept(struct proxy *p, int error)
 	 * accept() fails with EMFILE while the connection stays queued, so epoll would report
 	 * the listener again at once: stop watching until an fd is freed, or a second passes.
 	 */
-	if (!p->accept_pause_logged_at || now - p->accept_pause_logged_at > ACCEPT_PAUSE_LOG_INTERVAL) {
+	if (!p->accept_pause_logged_at ||
+	    now - p->accept_pause_logged_at > ACCEPT_PAUSE_LOG_INTERVAL) {
 		log_warning_errno(error, "Out of file descriptors (%m): pausing accepting until a "
 					 "connection closes.");
 		p->accept_pause_logged_at = now;
@@ -122,7 +123,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 				/* The client went away before we took it, or a firewall said no. */
 				continue;
 			default:
-				log_error_errno(errno, "Failed to accept on %s, no longer listening: %m",
+				log_error_errno(errno,
+						"Failed to accept on %s, no longer listening: %m",
 						l->name);
 				(void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
 				return 0;
@@ -145,8 +147,8 @@ int proxy_listen(struct proxy *p)
 	 * Created now and kept: its timerfd, shared by every CLOCK_MONOTONIC timer, must not have
 	 * to be opened when fds run out.
 	 */
-	r = sd_event_add_time_relative(p->event, &p->accept_resume, CLOCK_MONOTONIC, ACCEPT_PAUSE, 0,
-				       on_accept_resume, p);
+	r = sd_event_add_time_relative(p->event, &p->accept_resume, CLOCK_MONOTONIC, ACCEPT_PAUSE,
+				       0, on_accept_resume, p);
 	if (r >= 0)
 		r = sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
 	if (r < 0)
@@ -188,7 +190,8 @@ void proxy_log_connect_failure(struct proxy *p, int error, const struct route *r
 	size_t off = 0;
 
 	p->stats->connect_failed++;
-	if (p->connect_fail_logged_at && now - p->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
+	if (p->connect_fail_logged_at &&
+	    now - p->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
 		p->connect_fail_suppressed++;
 		return;
 	}
@@ -200,8 +203,9 @@ void proxy_log_connect_failure(struct proxy *p, int error, const struct route *r
 		off += n > 0 ? (size_t)n : 0;
 	}
 	if (p->connect_fail_suppressed > 0)
-		log_warning_errno(error, "Failed to connect to backend %s: %m (and %u more "
-					 "failures since the last message). Closing the client.",
+		log_warning_errno(error,
+				  "Failed to connect to backend %s: %m (and %u more "
+				  "failures since the last message). Closing the client.",
 				  what, p->connect_fail_suppressed);
 	else
 		log_warning_errno(error, "Failed to connect to backend %s: %m. Closing the client.",

@@ -32,7 +32,7 @@ struct proxy {
 	char **argv;
 
 	/* Fixed at start-up. */
-	struct bpf_state *bpf;	/* NULL when every connection uses splice */
+	struct bpf_state *bpf; /* NULL when every connection uses splice */
 	bool kernel_upload;
 	uint64_t upload_sndbuf;
 	struct grace *grace;
@@ -52,11 +52,11 @@ struct proxy {
 	 */
 	int epoll_fd;
 	sd_event_source *epoll_source;
-	bool dispatching;	 /* inside a batch: freed connections go to dead */
+	bool dispatching; /* inside a batch: freed connections go to dead */
 	struct connection *dead;
 
-	bool accept_paused;	/* out of fds: listeners off until a connection closes */
-	unsigned n_waiting_fd;	/* accepted connections waiting for an fd to connect: served
+	bool accept_paused;    /* out of fds: listeners off until a connection closes */
+	unsigned n_waiting_fd; /* accepted connections waiting for an fd to connect: served
 				 * before any new client is accepted */
 	bool listeners_on;
 	sd_event_source *accept_resume;

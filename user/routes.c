@@ -268,7 +268,8 @@ struct backend *route_pick(struct route *rt, const struct routes *r, uint64_t *t
 				continue;
 			if (pass == 0 && !backend_healthy(b, now))
 				continue;
-			if (!best || (r->balance == SR_BALANCE_LEAST_CONN && b->active < best->active)) {
+			if (!best ||
+			    (r->balance == SR_BALANCE_LEAST_CONN && b->active < best->active)) {
 				best = b;
 				best_i = i;
 			}
@@ -296,6 +297,7 @@ void backend_report(struct backend *b, const struct routes *r, bool ok, uint64_t
 	if (b->skip_until <= now)
 		log_notice("Backend %s failed %u times in a row: marked down for %llu ms (tried "
 			   "only when its route has no other backend left).",
-			   b->spec, b->fails, (unsigned long long)(r->fail_timeout / USEC_PER_MSEC));
+			   b->spec, b->fails,
+			   (unsigned long long)(r->fail_timeout / USEC_PER_MSEC));
 	b->skip_until = now + r->fail_timeout;
 }

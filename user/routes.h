@@ -16,19 +16,19 @@
 
 struct backend {
 	unsigned n_ref;
-	char *spec;		/* as written in the options */
+	char *spec; /* as written in the options */
 	struct sr_address addr;
-	unsigned active;	/* connections using it now, for least-conn */
-	unsigned fails;		/* connect failures in a row */
-	uint64_t skip_until;	/* passive health: not tried before this (CLOCK_MONOTONIC µs) */
+	unsigned active;     /* connections using it now, for least-conn */
+	unsigned fails;	     /* connect failures in a row */
+	uint64_t skip_until; /* passive health: not tried before this (CLOCK_MONOTONIC µs) */
 };
 
 struct route {
 	unsigned n_ref;
-	char *key;		/* listener name or host pattern; NULL for the default route */
+	char *key; /* listener name or host pattern; NULL for the default route */
 	struct backend *backends[ROUTE_BACKENDS_MAX];
 	size_t n_backends;
-	unsigned next;		/* round-robin position */
+	unsigned next; /* round-robin position */
 };
 
 struct routes {

@@ -129,7 +129,8 @@ static void setup_connected(struct connection *c)
 	if (p->opts->proxy_protocol) {
 		ssize_t k;
 
-		n = proxy_header_for_socket(p->opts->proxy_protocol, c->client.fd, hdr, sizeof(hdr));
+		n = proxy_header_for_socket(p->opts->proxy_protocol, c->client.fd, hdr,
+					    sizeof(hdr));
 		if (n < 0) {
 			log_debug_errno(n, "Connection %" PRIu64 ": no PROXY header: %m", c->id);
 			setup_fail(c);
@@ -138,7 +139,8 @@ static void setup_connected(struct connection *c)
 		k = send(c->backend.fd, hdr, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (k != n) {
 			log_debug_errno(k < 0 ? errno : EAGAIN,
-					"Connection %" PRIu64 ": failed to send the PROXY header: %m",
+					"Connection %" PRIu64
+					": failed to send the PROXY header: %m",
 					c->id);
 			setup_fail(c);
 			return;
@@ -179,8 +181,8 @@ static void setup_connect(struct connection *c)
 			uint64_t delay;
 
 			if (p->opts->connect_timeout == 0 || now >= c->deadline) {
-				proxy_log_connect_failure(p, c->last_error ? c->last_error : -ETIMEDOUT,
-							  c->route);
+				proxy_log_connect_failure(
+					p, c->last_error ? c->last_error : -ETIMEDOUT, c->route);
 				setup_fail(c);
 				return;
 			}
@@ -188,7 +190,7 @@ static void setup_connect(struct connection *c)
 			c->passes++;
 			c->tried = 0;
 			(void)connection_arm_timer(c, MIN(now + MIN(delay, CONNECT_BACKOFF_MAX),
-							   c->deadline));
+							  c->deadline));
 			return;
 		}
 
@@ -198,8 +200,10 @@ static void setup_connect(struct connection *c)
 			 * Out of fds: keep the client, stop accepting more, and try again once
 			 * connections have given fds back. Not the backend's fault.
 			 */
-			log_debug_errno(r, "Connection %" PRIu64 ": no fd for the backend socket "
-					   "(%m), retrying.", c->id);
+			log_debug_errno(r,
+					"Connection %" PRIu64 ": no fd for the backend socket "
+					"(%m), retrying.",
+					c->id);
 			c->tried = 0;
 			proxy_pause_accept(p, r);
 			set_waiting_fd(c, true);
@@ -210,7 +214,8 @@ static void setup_connect(struct connection *c)
 
 		if (r < 0) {
 			/* ENOENT (not there yet), ECONNREFUSED, EAGAIN (backlog full): next. */
-			log_debug_errno(r, "Connection %" PRIu64 ": backend %s: %m", c->id, b->spec);
+			log_debug_errno(r, "Connection %" PRIu64 ": backend %s: %m", c->id,
+					b->spec);
 			backend_report(b, p->routes, false, now);
 			c->last_error = r;
 			continue;

@@ -35,10 +35,10 @@ void pipe_pool_done(struct pipe_pool *pool);
 
 /* What splice_flow_move() did. */
 enum splice_result {
-	SPLICE_BLOCKED,	  /* waiting for flow->waits */
-	SPLICE_EOF,	  /* the source ended and the pipe is empty */
-	SPLICE_DST_GONE,  /* the destination refused bytes (EPIPE/ECONNRESET) */
-	SPLICE_YIELD,	  /* did a batch of work; more may be ready */
+	SPLICE_BLOCKED,	 /* waiting for flow->waits */
+	SPLICE_EOF,	 /* the source ended and the pipe is empty */
+	SPLICE_DST_GONE, /* the destination refused bytes (EPIPE/ECONNRESET) */
+	SPLICE_YIELD,	 /* did a batch of work; more may be ready */
 };
 
 /*

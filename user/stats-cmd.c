@@ -140,8 +140,9 @@ static void print_text(const struct instance_stats *st)
 	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]), U(p->flushed_bytes));
 	printf("  up (c->b)     %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced\n",
 	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]));
-	printf("  kernel path   %" PRIu64 " sockets in sr_peers, %" PRIu64 " redirect failures, %"
-	       PRIu64 " held skbs, %" PRIu64 " empty skbs dropped, %" PRIu64 " drain checks\n",
+	printf("  kernel path   %" PRIu64 " sockets in sr_peers, %" PRIu64
+	       " redirect failures, %" PRIu64 " held skbs, %" PRIu64 " empty skbs dropped, %" PRIu64
+	       " drain checks\n",
 	       st->peers, U(k->redirect_failed), U(k->held), U(k->empty_dropped),
 	       U(p->drain_checks));
 	printf("  setup         %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64
@@ -216,8 +217,9 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 			snprintf(dir, sizeof(dir), PIN_ROOT "/%s", names[i]);
 			r = read_instance(dir, names[i], &st);
 			if (r < 0)
-				return log_error_errno(r, "No readable instance '%s' in " PIN_ROOT
-							  ": %m",
+				return log_error_errno(r,
+						       "No readable instance '%s' in " PIN_ROOT
+						       ": %m",
 						       names[i]);
 			json ? print_json(&st, first) : print_text(&st);
 			first = false;
@@ -257,13 +259,12 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 int stats_main(int argc, char *argv[])
 {
 	enum { ARG_JSON = 0x100, ARG_WATCH, ARG_PIN_PATH };
-	static const struct option options[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "json", no_argument, NULL, ARG_JSON },
-		{ "watch", required_argument, NULL, ARG_WATCH },
-		{ "pin-path", required_argument, NULL, ARG_PIN_PATH },
-		{}
-	};
+	static const struct option options[] = { { "help", no_argument, NULL, 'h' },
+						 { "json", no_argument, NULL, ARG_JSON },
+						 { "watch", required_argument, NULL, ARG_WATCH },
+						 { "pin-path", required_argument, NULL,
+						   ARG_PIN_PATH },
+						 {} };
 	const char *pin_path = NULL;
 	uint64_t watch = 0;
 	bool json = false;
@@ -280,8 +281,9 @@ int stats_main(int argc, char *argv[])
 			break;
 		case ARG_WATCH:
 			if (parse_time_usec(optarg, &watch) < 0 || watch < USEC_PER_SEC / 10) {
-				log_error("Invalid --watch '%s': expected a time of at least 0.1 s.",
-					  optarg);
+				log_error(
+					"Invalid --watch '%s': expected a time of at least 0.1 s.",
+					optarg);
 				return -SR_EUSAGE;
 			}
 			break;

@@ -46,7 +46,8 @@ void stats_format_status(const struct proxy *p, char *buf, size_t size)
 		 "%" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
 		 " splice); %s down, %s up",
 		 U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
-		 format_bytes(k.bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] + s->flushed_bytes,
+		 format_bytes(k.bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
+				      s->flushed_bytes,
 			      down, sizeof(down)),
 		 format_bytes(k.bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP], up, sizeof(up)));
 }
@@ -57,9 +58,9 @@ void stats_log_summary(struct proxy *p)
 	struct sr_kstats k = {};
 
 	log_info("Connections: %" PRIu64 " accepted, %" PRIu64 " on the kernel path (%" PRIu64
-		 " with kernel upload), %" PRIu64 " on splice (mode %" PRIu64 ", client half-closed %"
-		 PRIu64 ", backend refused %" PRIu64 ", map full %" PRIu64 ", other %" PRIu64
-		 "), %" PRIu64 " backend connect failures.",
+		 " with kernel upload), %" PRIu64 " on splice (mode %" PRIu64
+		 ", client half-closed %" PRIu64 ", backend refused %" PRIu64 ", map full %" PRIu64
+		 ", other %" PRIu64 "), %" PRIu64 " backend connect failures.",
 		 U(s->accepted), U(s->kernel), U(s->kernel_upload), fallbacks(s),
 		 U(s->fallback[SR_FALLBACK_MODE]), U(s->fallback[SR_FALLBACK_CLIENT_STATE]),
 		 U(s->fallback[SR_FALLBACK_BACKEND_STATE]), U(s->fallback[SR_FALLBACK_MAP_FULL]),

@@ -10,27 +10,27 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_     __attribute__((unused))
-#define _noreturn_   __attribute__((noreturn))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
+#define _noreturn_     __attribute__((noreturn))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _likely_(x)   __builtin_expect(!!(x), 1)
-#define _unlikely_(x) __builtin_expect(!!(x), 0)
+#define _likely_(x)    __builtin_expect(!!(x), 1)
+#define _unlikely_(x)  __builtin_expect(!!(x), 0)
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define ELEMENTSOF(x)  (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b)      ((a) < (b) ? (a) : (b))
+#define MAX(a, b)      ((a) > (b) ? (a) : (b))
 
-#define USEC_PER_SEC  UINT64_C(1000000)
-#define USEC_PER_MSEC UINT64_C(1000)
-#define NSEC_PER_USEC UINT64_C(1000)
+#define USEC_PER_SEC   UINT64_C(1000000)
+#define USEC_PER_MSEC  UINT64_C(1000)
+#define NSEC_PER_USEC  UINT64_C(1000)
 
 /* Hand over ownership: return the value and leave the variable empty for its cleanup. */
-#define TAKE_GENERIC(var, null)                                                                    \
-	({                                                                                         \
-		__typeof__(var) _t = (var);                                                        \
-		(var) = (null);                                                                    \
-		_t;                                                                                \
+#define TAKE_GENERIC(var, null)             \
+	({                                  \
+		__typeof__(var) _t = (var); \
+		(var) = (null);             \
+		_t;                         \
 	})
 #define TAKE_FD(fd)   TAKE_GENERIC(fd, -EBADF)
 #define TAKE_PTR(ptr) TAKE_GENERIC(ptr, NULL)
@@ -61,11 +61,11 @@ static inline void freep(void *p)
 #define _cleanup_free_	_cleanup_(freep)
 
 /* Define a cleanup function for a pointer type whose destructor accepts NULL. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
-	static inline void func##p(type *p)                                                        \
-	{                                                                                          \
-		if (*p)                                                                            \
-			func(*p);                                                                  \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+	static inline void func##p(type *p)     \
+	{                                       \
+		if (*p)                         \
+			func(*p);               \
 	}
 
 /* errno as a negative return value, never 0 even if a call forgot to set it. */
