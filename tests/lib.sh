@@ -81,13 +81,14 @@ setup() {
 	trap cleanup EXIT
 }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds. On a timeout it
+# calls $WAIT_FOR_FAIL (default fail), so a test can show its logs first.
 wait_for() {
 	local what=$1 secs=$2
 	shift 2
 	local deadline=$((SECONDS + secs))
 	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || fail "timed out after ${secs}s waiting for $what"
+		[ $SECONDS -lt $deadline ] || "${WAIT_FOR_FAIL:-fail}" "timed out after ${secs}s waiting for $what"
 		sleep 0.05
 	done
 }

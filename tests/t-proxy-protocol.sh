@@ -48,16 +48,8 @@ die() {
 	fail "$*"
 }
 
-# await WHAT SECONDS COMMAND...: wait_for, but a timeout shows the logs as die does.
-await() {
-	local what=$1 secs=$2
-	shift 2
-	local deadline=$((SECONDS + secs))
-	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || die "timed out after ${secs}s waiting for $what"
-		sleep 0.05
-	done
-}
+# A timeout in wait_for shows the logs, as die does.
+WAIT_FOR_FAIL=die
 
 # listening ADDR: a TCP (127.0.0.1:P, [::1]:P) or Unix (/path) listener is there.
 listening() {
@@ -91,7 +83,7 @@ sr_start() {
 	SR_PID[$id]=$!
 	BG_PIDS+=("$!")
 	for l in $listeners; do
-		await "sockredir '$id' to listen on $l" 5 listening "$l"
+		wait_for "sockredir '$id' to listen on $l" 5 listening "$l"
 	done
 }
 
@@ -185,7 +177,7 @@ nginx -t -c "$T/nginx.conf" -e "$NGX_LOG" >"$T/nginx-t.log" 2>&1 || {
 nginx -c "$T/nginx.conf" -e "$NGX_LOG" >>"$T/nginx-t.log" 2>&1 &
 BG_PIDS+=("$!")
 NGX_PID=$!
-await "nginx to listen on $T/nginx.sock" 10 listening "$T/nginx.sock"
+wait_for "nginx to listen on $T/nginx.sock" 10 listening "$T/nginx.sock"
 
 # --- haproxy: an http frontend that answers with what it parsed, a tcp one in front of srpeer --
 start_backend echo
@@ -218,8 +210,8 @@ haproxy -c -q -f "$T/haproxy.cfg" >"$T/haproxy-c.log" 2>&1 || {
 haproxy -db -f "$T/haproxy.cfg" >"$HAP_LOG" 2>&1 &
 BG_PIDS+=("$!")
 HAP_PID=$!
-await "haproxy to listen on $T/hap-http.sock" 10 hap_listening "$T/hap-http.sock"
-await "haproxy to listen on $T/hap-tcp.sock" 10 hap_listening "$T/hap-tcp.sock"
+wait_for "haproxy to listen on $T/hap-http.sock" 10 hap_listening "$T/hap-http.sock"
+wait_for "haproxy to listen on $T/hap-tcp.sock" 10 hap_listening "$T/hap-tcp.sock"
 
 head -c 1M /dev/urandom >"$T/upload.bin"
 TCP_RUNS=0
@@ -231,7 +223,7 @@ raw_header() {
 	timeout 10 socat -u "UNIX-LISTEN:$T/raw.sock" "OPEN:$T/raw.bin,creat,trunc" 2>"$T/socat.err" &
 	cap=$!
 	BG_PIDS+=("$cap")
-	await "socat to listen on $T/raw.sock" 5 listening "$T/raw.sock"
+	wait_for "socat to listen on $T/raw.sock" 5 listening "$T/raw.sock"
 	sr_start raw "$T/raw.sock" "$T/sr-raw.sock" $mode --proxy-protocol $v
 	printf 'hello\n' | timeout 10 socat -u STDIN "UNIX-CONNECT:$T/sr-raw.sock" 2>>"$T/socat.err" ||
 		die "$what: the client (socat) failed: $(cat "$T/socat.err")"
@@ -296,7 +288,7 @@ one_version() {
 		die "srpeer 64 KiB x 100 through haproxy ($tag): $(cat "$T/srpeer.out")"
 	TCP_RUNS=$((TCP_RUNS + 1))
 	# haproxy logs the tcp session when it ends, with the client address it parsed.
-	await "haproxy to log srpeer's connection from 127.0.0.1 ($tag)" 5 \
+	wait_for "haproxy to log srpeer's connection from 127.0.0.1 ($tag)" 5 \
 		tcp_logged "$TCP_RUNS"
 
 	sr_stop ngx "nginx ($tag)" "$mode" $ngx_conns
@@ -323,7 +315,7 @@ no_header() {
 	if curl -sS --max-time 10 -o "$T/body" "http://127.0.0.1:$P_NGX/" 2>"$T/curl.err"; then
 		die "nginx ($tag): the request succeeded without a PROXY header: '$(body)'"
 	fi
-	await "nginx to log a broken header ($tag)" 5 broken_headers_above "$before"
+	wait_for "nginx to log a broken header ($tag)" 5 broken_headers_above "$before"
 	sr_stop none "nginx ($tag)" "$mode" 1
 	after=$(grep -c 'broken header' "$NGX_LOG" || true)
 	log "without a header: curl said '$(cat "$T/curl.err")'; nginx logged $((after - before)) broken header(s)"
