@@ -467,6 +467,18 @@ static void report_cpu(const struct cpu_sample *a, const struct cpu_sample *b)
 		     100.0 * (double)(b->steal - a->steal) / (double)(b->total - a->total));
 }
 
+/* Rate, latency and CPU cost of h.count round trips (or connections) in elapsed_ns. */
+static void report_rr(const struct hist *h, uint64_t elapsed_ns, const struct cpu_sample *c0,
+		      const struct cpu_sample *c1)
+{
+	jnum("seconds", (double)elapsed_ns / 1e9);
+	jnum("rate", (double)h->count / ((double)elapsed_ns / 1e9));
+	hist_report(h);
+	report_cpu(c0, c1);
+	jnum("cpu_s_per_10k", cpu_seconds(c0, c1) * 1e4 / (double)h->count);
+	jnum("ctxt_per_rr", (double)(c1->ctxt - c0->ctxt) / (double)h->count);
+}
+
 static void report_tree(const char *prefix, const struct tree_sample *t)
 {
 	char key[64];
@@ -693,12 +705,7 @@ static void run_rr1(void)
 	tree_read(&t1, true);
 	close(fd);
 
-	jnum("seconds", (double)(end - start) / 1e9);
-	jnum("rate", (double)h.count / ((double)(end - start) / 1e9));
-	hist_report(&h);
-	report_cpu(&c0, &c1);
-	jnum("cpu_s_per_10k", cpu_seconds(&c0, &c1) * 1e4 / (double)h.count);
-	jnum("ctxt_per_rr", (double)(c1.ctxt - c0.ctxt) / (double)h.count);
+	report_rr(&h, end - start, &c0, &c1);
 	if (o.watch) {
 		jnum("proxy_wakeups_per_rr", (double)(t1.ctxt - t0.ctxt) / (double)h.count);
 		report_tree("proxy_before", &t0);
@@ -1254,12 +1261,7 @@ static void run_multi(void)
 	ju64("established", established);
 	ju64("errors", errors);
 	if (ok) {
-		jnum("seconds", (double)(end - start) / 1e9);
-		jnum("rate", (double)h.count / ((double)(end - start) / 1e9));
-		hist_report(&h);
-		report_cpu(&c0, &c1);
-		jnum("cpu_s_per_10k", cpu_seconds(&c0, &c1) * 1e4 / (double)h.count);
-		jnum("ctxt_per_rr", (double)(c1.ctxt - c0.ctxt) / (double)h.count);
+		report_rr(&h, end - start, &c0, &c1);
 	}
 	if (ok && rr && o.watch) {
 		jnum("proxy_wakeups_per_rr",
