@@ -161,7 +161,11 @@ proxy --mode bpf
 "$SRPEER" client --connect 127.0.0.1:$((PORT + 1)) --test rr --size 4K --rounds 200 --conns 500 \
 	--barrier --timeout 60 >"$T/drain.out" 2>&1 &
 dpid=$!
-wait_for "500 connections open" 10 bash -c "ss -Htn state established '( sport = :$((PORT + 1)) )' | wc -l | grep -qx 500"
+# Established is not enough: a connection still in the listen backlog is not sockredir's yet.
+# It stays queued on the listening socket for the next instance, so the test waits until
+# sockredir has accepted all 500 (ss names the owner only of accepted sockets).
+wait_for "sockredir to accept 500 connections" 20 bash -c \
+	"ss -Htnp state established '( sport = :$((PORT + 1)) )' | grep -c 'pid=$PROXY_PID,' | grep -qx 500"
 kill -TERM "$PROXY_PID"
 wait $dpid || fail "connections open at SIGTERM did not finish: $(cat "$T/drain.out")"
 wait_proxy
