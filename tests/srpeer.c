@@ -486,6 +486,7 @@ static struct client_cfg {
 	long eof_within_ms; /* -1: not asked for */
 	bool barrier, quiet, corrupt;
 	uint64_t corrupt_at; /* conn 0 flips the low bit of this sent stream byte (selftest) */
+	const char *hold_path; /* --hold: created at the barrier, held there until removed */
 	size_t bufsz;
 } cfg = {
 	.conns = 1,
@@ -502,9 +503,10 @@ static struct client_run {
 	uint64_t start_ns, deadline_ns;
 	atomic_uint_fast64_t sent, received;
 	atomic_uint failed, finished;
-	pthread_mutex_t lock; /* protects arrived */
+	pthread_mutex_t lock; /* protects arrived and released */
 	pthread_cond_t cond;  /* CLOCK_MONOTONIC */
 	unsigned int arrived;
+	bool released;
 } run;
 
 struct worker {
@@ -910,6 +912,26 @@ static int conn_recv_status(struct conn *c, uint64_t expect_count)
 }
 
 /*
+ * With --hold, the last connection to arrive creates the file and polls for its removal while
+ * the others wait on the condition: a test can then act (say, SIGTERM the proxy) at a moment
+ * when every connection is open, accepted and has work left, instead of racing the transfer.
+ */
+static int barrier_hold(void)
+{
+	int fd = open(cfg.hold_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	while (access(cfg.hold_path, F_OK) == 0) {
+		if (now_ns() >= run.deadline_ns)
+			return -ETIMEDOUT;
+		usleep(10 * 1000);
+	}
+	return errno == ENOENT ? 0 : -errno;
+}
+
+/*
  * Everyone waits here until all connections are open and through their first round trip, so
  * that "N connections at once" really holds N at once. For rr and banner that is the first
  * round; for the proto tests, the status; for connect-only, the connect (and the EOF).
@@ -918,23 +940,39 @@ static int conn_barrier(struct conn *c)
 {
 	struct timespec until = ns_to_timespec(run.deadline_ns);
 	unsigned int arrived;
+	bool released;
+	int r;
 
 	if (!cfg.barrier)
 		return 0;
 	pthread_mutex_lock(&run.lock);
 	c->arrived = true;
-	if (++run.arrived == cfg.conns)
+	if (++run.arrived == cfg.conns) {
+		if (cfg.hold_path) {
+			pthread_mutex_unlock(&run.lock);
+			r = barrier_hold();
+			pthread_mutex_lock(&run.lock);
+			if (r < 0) {
+				pthread_mutex_unlock(&run.lock);
+				return conn_fail(c, "--hold %s: %s", cfg.hold_path, strerror(-r));
+			}
+		}
+		run.released = true;
 		pthread_cond_broadcast(&run.cond);
-	while (run.arrived < cfg.conns)
+	}
+	while (!run.released)
 		if (pthread_cond_timedwait(&run.cond, &run.lock, &until) == ETIMEDOUT)
 			break;
 	arrived = run.arrived;
+	released = run.released;
 	pthread_mutex_unlock(&run.lock);
 	if (arrived < cfg.conns)
 		return conn_fail(c,
 				 "barrier: only %u of %u connections completed their first round "
 				 "trip within the deadline",
 				 arrived, cfg.conns);
+	if (!released)
+		return conn_fail(c, "barrier: not released within the deadline");
 	return 0;
 }
 
@@ -945,8 +983,11 @@ static void conn_barrier_leave(struct conn *c)
 		return;
 	pthread_mutex_lock(&run.lock);
 	c->arrived = true;
-	if (++run.arrived == cfg.conns)
+	/* Nobody is left to hold: a failed run releases at once. */
+	if (++run.arrived == cfg.conns) {
+		run.released = true;
 		pthread_cond_broadcast(&run.cond);
+	}
 	pthread_mutex_unlock(&run.lock);
 }
 
@@ -1229,6 +1270,7 @@ static int cmd_client(int argc, char **argv)
 		{ "banner-size", required_argument, NULL, 'B' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "corrupt-at", required_argument, NULL, 'X' },
+		{ "hold", required_argument, NULL, 'H' },
 		{}
 	};
 	const char *connect_arg = NULL;
@@ -1287,6 +1329,9 @@ static int cmd_client(int argc, char **argv)
 			cfg.corrupt_at = parse_opt_num("corrupt-at", optarg, 0, UINT64_MAX);
 			cfg.corrupt = true;
 			break;
+		case 'H':
+			cfg.hold_path = optarg;
+			break;
 		default:
 			usage_error("client: bad option '%s'", argv[optind - 1]);
 		}
@@ -1306,6 +1351,8 @@ static int cmd_client(int argc, char **argv)
 		cfg.parallel = cfg.conns;
 	if (cfg.barrier && cfg.parallel != cfg.conns)
 		usage_error("client: --barrier needs --parallel equal to --conns");
+	if (cfg.hold_path && !cfg.barrier)
+		usage_error("client: --hold needs --barrier");
 	cfg.parallel = MIN(cfg.parallel, cfg.conns);
 	/* Big buffers for big transfers, small ones when a thousand threads move a byte each. */
 	cfg.bufsz = MAX(cfg.size, cfg.banner_size) + PROTO_HDR_SIZE;
@@ -2073,7 +2120,7 @@ static void usage(FILE *f)
 	      "                 [--banner-delay-us N]\n"
 	      "  srpeer client --connect ADDR --test TEST [--conns N] [--parallel P] [--size N]\n"
 	      "                [--rounds K] [--seed S] [--timeout SEC] [--barrier]\n"
-	      "                [--expect-eof-within MS] [--banner-size N] [--quiet]\n"
+	      "                [--hold FILE] [--expect-eof-within MS] [--banner-size N] [--quiet]\n"
 	      "  srpeer notify-listen PATH [--timeout SEC]\n"
 	      "\n"
 	      "ADDR: /path, ./path or unix:path (AF_UNIX), @name (abstract), host:port (IPv4 or\n"
@@ -2094,7 +2141,8 @@ static void usage(FILE *f)
 	      "            --banner-size 4096; connection i uses seed S+i; --rounds: rr, banner.\n"
 	      "  --timeout bounds every socket operation and the whole run.\n"
 	      "  --barrier holds every connection after its first round trip until all got there\n"
-	      "  (--parallel defaults to --conns with it). Exit: 0 ok, 1 failure, 2 bad usage.\n"
+	      "  (--parallel defaults to --conns with it). --hold FILE: once all got there, create\n"
+	      "  FILE and hold them until it is removed. Exit: 0 ok, 1 failure, 2 bad usage.\n"
 	      "\n"
 	      "proto request (little-endian): u32 magic 0x51505253, u32 flags (1: payload\n"
 	      "  until EOF, 2: close at once after the reply), u64 seed, u64 payload size,\n"

@@ -159,17 +159,17 @@ log "map full: $(summary 'on the kernel path') on the kernel path, $(summary 'ma
 # 5. SIGTERM with 500 connections open: every one finishes its work, then the exit is 0.
 proxy --mode bpf
 "$SRPEER" client --connect 127.0.0.1:$((PORT + 1)) --test rr --size 4K --rounds 200 --conns 500 \
-	--barrier --timeout 60 >"$T/drain.out" 2>&1 &
+	--barrier --hold "$T/hold" --timeout 60 >"$T/drain.out" 2>&1 &
 dpid=$!
-# Established is not enough: a connection still in the listen backlog is not sockredir's yet.
-# It stays queued on the listening socket for the next instance, so the test waits until
-# sockredir has accepted all 500 (ss names the owner only of accepted sockets).
-wait_for "sockredir to accept 500 connections" 20 bash -c \
-	"ss -Htnp state established '( sport = :$((PORT + 1)) )' | grep -c 'pid=$PROXY_PID,' | grep -qx 500"
+# srpeer creates the hold file once all 500 are through their first round trip (so sockredir has
+# accepted every one), and keeps them there, with 199 rounds to go, until the file is removed.
+wait_for "500 connections through their first round trip" 30 test -e "$T/hold"
 kill -TERM "$PROXY_PID"
+wait_for "the drain of 500 connections to be announced" 10 \
+	grep -q 'waiting up to 10000 ms for 500 connection' "$PROXY_LOG"
+rm "$T/hold"
 wait $dpid || fail "connections open at SIGTERM did not finish: $(cat "$T/drain.out")"
 wait_proxy
-grep -q 'waiting up to 10000 ms for 50[01] connection' "$PROXY_LOG" || fail "the drain was not announced"
 
 # 6. kill -9, then a restart with the same name: the stale pins are replaced, and it serves.
 proxy --mode bpf --name stale$$
