@@ -77,9 +77,6 @@ struct {
 	__type(value, struct sr_proxy_stats);
 } sr_proxy_stats SEC(".maps");
 
-/* In/out of sr_drain_probe; see struct sr_probe. */
-struct sr_probe sr_probe;
-
 static __always_inline struct sk_psock *sock_psock(struct sock *sk)
 {
 	unsigned long user_data = (unsigned long)BPF_CORE_READ(sk, sk_user_data);
@@ -219,28 +216,25 @@ int sr_redirect(struct __sk_buff *skb)
 SEC("tc")
 int sr_drain_probe(struct __sk_buff *ctx)
 {
+	__u64 key = (__u64)ctx->cb[SR_PROBE_CB_COOKIE_HI] << 32 | ctx->cb[SR_PROBE_CB_COOKIE_LO];
+	bool verdict_map = ctx->cb[SR_PROBE_CB_MAP];
+	struct sr_probe out = {};
 	struct sk_psock *psock = NULL;
 	struct unix_sock *usk;
 	struct tcp_sock *tsk;
 	struct bpf_sock *sk;
 	struct sock *s;
-	__u64 key = sr_probe.cookie;
-
-	sr_probe.queued = 0;
-	sr_probe.partial = 0;
-	sr_probe.held = 0;
-	sr_probe.broken = 0;
 
 	if (!bpf_core_field_exists(psock->ingress_skb) ||
 	    !bpf_core_field_exists(psock->work_state.len)) {
-		sr_probe.status = -EOPNOTSUPP;
-		return 0;
+		out.status = -EOPNOTSUPP;
+		goto done;
 	}
 
-	sk = bpf_map_lookup_elem(sr_probe.map ? (void *)&sr_verdict : (void *)&sr_targets, &key);
+	sk = bpf_map_lookup_elem(verdict_map ? (void *)&sr_verdict : (void *)&sr_targets, &key);
 	if (!sk) {
-		sr_probe.status = -ENOENT;
-		return 0;
+		out.status = -ENOENT;
+		goto done;
 	}
 
 	tsk = bpf_skc_to_tcp_sock(sk);
@@ -254,20 +248,24 @@ int sr_drain_probe(struct __sk_buff *ctx)
 		psock = sock_psock(s);
 	bpf_sk_release(sk);
 	if (!s) {
-		sr_probe.status = -EOPNOTSUPP;
-		return 0;
+		out.status = -EOPNOTSUPP;
+		goto done;
 	}
 
 	if (psock) {
-		sr_probe.queued = BPF_CORE_READ(psock, ingress_skb.qlen);
-		sr_probe.partial = BPF_CORE_READ(psock, work_state.len);
+		out.queued = BPF_CORE_READ(psock, ingress_skb.qlen);
+		out.partial = BPF_CORE_READ(psock, work_state.len);
 		if (bpf_core_field_exists(psock->msg_tot_len))
-			sr_probe.held = BPF_CORE_READ(psock, msg_tot_len);
+			out.held = BPF_CORE_READ(psock, msg_tot_len);
 		if (bpf_core_field_exists(psock->state))
-			sr_probe.broken =
-				!(BPF_CORE_READ(psock, state) & (1UL << SK_PSOCK_TX_ENABLED));
+			out.broken = !(BPF_CORE_READ(psock, state) & (1UL << SK_PSOCK_TX_ENABLED));
 	}
-	sr_probe.status = 0;
+done:
+	ctx->cb[0] = out.status;
+	ctx->cb[1] = out.queued;
+	ctx->cb[2] = out.partial;
+	ctx->cb[3] = out.held;
+	ctx->cb[4] = out.broken;
 	return 0;
 }
 

@@ -96,18 +96,24 @@ struct sr_proxy_stats {
 };
 
 /*
- * The drain probe's input and output, a global in the object's .bss. The proxy writes the cookie,
- * runs sr_drain_probe with BPF_PROG_TEST_RUN and reads the rest back through the skeleton's mmap.
+ * The drain probe's input and output travel in the __sk_buff.cb[] of its BPF_PROG_TEST_RUN, never
+ * in a global: worker processes probe at the same time, and each run has its own context.
+ *   in:  cb[SR_PROBE_CB_COOKIE_LO], cb[SR_PROBE_CB_COOKIE_HI]: key of the socket to check;
+ *        cb[SR_PROBE_CB_MAP]: 0 = look it up in sr_targets, 1 = in sr_verdict
+ *   out: struct sr_probe, one __u32 per cb[] slot, in order
  */
+enum {
+	SR_PROBE_CB_COOKIE_LO = 0,
+	SR_PROBE_CB_COOKIE_HI = 1,
+	SR_PROBE_CB_MAP = 2,
+};
+
 struct sr_probe {
-	__u64 cookie;  /* in: key of the socket to check */
-	__u32 map;     /* in: 0 = look it up in sr_targets, 1 = in sr_verdict */
-	__s32 status;  /* out: 0, or -ENOENT (not in the map), -EOPNOTSUPP (fields unknown) */
-	__u32 queued;  /* out: skbs waiting in the socket's psock backlog */
-	__u32 partial; /* out: bytes of a partly sent skb the backlog worker will retry */
-	__u32 held;    /* out: bytes kept on the socket by SK_PASS, not yet read (ingress_msg) */
-	__u32 broken; /* out: the psock stopped sending after a hard error; queued bytes are lost */
-	__u32 pad;
+	__s32 status;  /* 0, or -ENOENT (not in the map), -EOPNOTSUPP (fields unknown) */
+	__u32 queued;  /* skbs waiting in the socket's psock backlog */
+	__u32 partial; /* bytes of a partly sent skb the backlog worker will retry */
+	__u32 held;    /* bytes kept on the socket by SK_PASS, not yet read (ingress_msg) */
+	__u32 broken;  /* the psock stopped sending after a hard error; queued bytes are lost */
 };
 
 #endif /* SOCKREDIR_H */

@@ -2076,8 +2076,22 @@ static int cmd_notify_listen(int argc, char **argv)
 		return 1;
 	}
 	deadline = now_ns() + timeout_sec * NSEC_PER_SEC;
+	/* The sender's pid on every line: only the main pid may notify (NotifyAccess=main). */
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int)) < 0) {
+		fprintf(stderr, "srpeer notify-listen: SO_PASSCRED: %s\n", strerror(errno));
+		return 1;
+	}
 	while (!stopping && !notify_stop) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(struct ucred))];
+		} control;
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+				      .msg_controllen = sizeof(control) };
+		struct ucred cred = {};
+		struct cmsghdr *cmsg;
 		uint64_t now = now_ns();
 		ssize_t n;
 
@@ -2088,10 +2102,15 @@ static int cmd_notify_listen(int argc, char **argv)
 		}
 		if (poll(&pfd, 1, (int)((deadline - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC)) <= 0)
 			continue;
-		n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		n = recvmsg(fd, &msg, MSG_DONTWAIT);
 		if (n < 0)
 			continue;
 		buf[n] = 0;
+		cmsg = CMSG_FIRSTHDR(&msg);
+		if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_CREDENTIALS)
+			memcpy(&cred, CMSG_DATA(cmsg), sizeof(cred));
+		else
+			cred.pid = 0;
 		ready |= notify_has(buf, "READY=1");
 		stopping = notify_has(buf, "STOPPING=1");
 		/* One line per datagram; strip the trailing newline sd_notify callers often add. */
@@ -2100,7 +2119,7 @@ static int cmd_notify_listen(int argc, char **argv)
 		for (ssize_t i = 0; i < n; i++)
 			if (buf[i] == '\n' || buf[i] == 0)
 				buf[i] = ' ';
-		printf("%s\n", buf);
+		printf("pid=%d %s\n", (int)cred.pid, buf);
 		fflush(stdout);
 	}
 	close(fd);
@@ -2121,7 +2140,7 @@ static void usage(FILE *f)
 	      "  srpeer client --connect ADDR --test TEST [--conns N] [--parallel P] [--size N]\n"
 	      "                [--rounds K] [--seed S] [--timeout SEC] [--barrier]\n"
 	      "                [--hold FILE] [--expect-eof-within MS] [--banner-size N] [--quiet]\n"
-	      "  srpeer notify-listen PATH [--timeout SEC]\n"
+	      "  srpeer notify-listen PATH [--timeout SEC]   (prints pid=SENDER MESSAGE per datagram)\n"
 	      "\n"
 	      "ADDR: /path, ./path or unix:path (AF_UNIX), @name (abstract), host:port (IPv4 or\n"
 	      "      localhost; port 0 picks one, see --ready-file), [v6]:port\n"

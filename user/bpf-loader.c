@@ -356,16 +356,21 @@ int bpf_probe_psock(struct bpf_state *s, uint64_t cookie, bool verdict_map, stru
 {
 	/* A tc program needs at least an Ethernet header of input; its content is unused. */
 	unsigned char pkt[64] = {};
+	struct __sk_buff ctx = {};
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt),
-		    .repeat = 1);
-	struct sr_probe *p = &s->skel->bss->sr_probe;
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .ctx_out = &ctx,
+		    .ctx_size_out = sizeof(ctx), .repeat = 1);
+	struct sr_probe out;
 
-	p->cookie = cookie;
-	p->map = verdict_map;
+	_Static_assert(sizeof(out) == sizeof(ctx.cb), "struct sr_probe must fill __sk_buff.cb");
+	ctx.cb[SR_PROBE_CB_COOKIE_LO] = (uint32_t)cookie;
+	ctx.cb[SR_PROBE_CB_COOKIE_HI] = (uint32_t)(cookie >> 32);
+	ctx.cb[SR_PROBE_CB_MAP] = verdict_map;
 	if (bpf_prog_test_run_opts(s->fd_probe, &opts) < 0)
 		return negative_errno();
-	if (p->status < 0)
-		return p->status;
-	*ret = *p;
+	memcpy(&out, ctx.cb, sizeof(out));
+	if (out.status < 0)
+		return out.status;
+	*ret = out;
 	return 0;
 }

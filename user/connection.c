@@ -26,6 +26,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "splice-path.h"
+#include "stats.h"
 
 /* Polling the drain probe: first check at once, then back off to this. */
 #define DRAIN_POLL_MIN 20 /* µs */
@@ -95,7 +96,8 @@ static void connection_free(struct connection *c)
 		p->connections = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	p->stats->open--;
+	stat_dec(p->stats->open);
+	p->n_open--;
 
 	/*
 	 * In an event batch, later events may still point at this connection: mark it, and free
@@ -579,7 +581,7 @@ static void connection_start_upload(struct connection *c, bool kernel)
 	if (kernel && p->kernel_upload)
 		reason = kernel_path_attach_upload(c, &settle);
 	if (reason == 0) {
-		p->stats->kernel_upload++;
+		stat_inc(p->stats->kernel_upload);
 		c->up.kernel = true;
 		flow_set_state(&c->up, settle ? FLOW_SETTLING : FLOW_OPEN);
 		return;
@@ -603,9 +605,8 @@ static void connection_fallback(struct connection *c, int reason)
 	struct proxy *p = c->proxy;
 
 	c->fallback = reason;
-	p->stats->fallback[reason]++;
 	/* Say it once per reason at info level; the counters have the rest. */
-	if (reason != SR_FALLBACK_MODE && p->stats->fallback[reason] == 1)
+	if (stat_inc(p->stats->fallback[reason]) == 1 && reason != SR_FALLBACK_MODE)
 		log_info("Connection %" PRIu64 " uses splice: %s. Further fallbacks are counted "
 			 "in " SR_MAP_PROXY_STATS ".",
 			 c->id, fallback_text[reason]);
@@ -628,7 +629,7 @@ void connection_start(struct connection *c)
 		reason = kernel_path_attach(c, &settle);
 
 	if (reason == 0) {
-		p->stats->kernel++;
+		stat_inc(p->stats->kernel);
 		c->down.kernel = true;
 		flow_set_state(&c->down, settle ? FLOW_SETTLING : FLOW_OPEN);
 		/* With --kernel-upload, a settling download starts the upload when it is done. */

@@ -20,6 +20,7 @@
 #include "kernel-path.h"
 #include "log.h"
 #include "proxy.h"
+#include "stats.h"
 
 /* Largest buffer of by-hand bytes per flow; past it, writing comes before more reading. */
 #define HELD_BUF_MAX (1024 * 1024)
@@ -280,7 +281,7 @@ int kernel_flow_dst_pending(struct flow *f, uint64_t *ret)
 	struct sr_probe probe;
 	int r;
 
-	f->conn->proxy->stats->drain_checks++;
+	stat_inc(f->conn->proxy->stats->drain_checks);
 	r = bpf_probe_psock(f->conn->proxy->bpf, f->dst->cookie, false, &probe);
 	if (r == -ENOENT) {
 		/* The target left the map: it was closed, nothing more will be sent on it. */
@@ -335,7 +336,7 @@ int kernel_flow_read_held(struct flow *f, bool *ret_eof, bool *ret_full)
 		f->buf_len += (size_t)n;
 		total += (size_t)n;
 	}
-	f->conn->proxy->stats->flushed_bytes += total;
+	stat_add(f->conn->proxy->stats->flushed_bytes, total);
 	return 0;
 }
 

@@ -107,10 +107,11 @@ static void warn_fixed_options(const struct options *old, const struct options *
 	if (old->mode != new->mode || old->kernel_upload != new->kernel_upload ||
 	    old->upload_sndbuf != new->upload_sndbuf || !streq(old->name, new->name) ||
 	    !streq(old->pin_path, new->pin_path) || old->map_entries != new->map_entries ||
-	    listen_changed)
-		log_warning("Reload: mode, kernel-upload, upload-sndbuf, name, pin-path, "
-			    "map-entries and listen take effect only at start; keeping the old "
-			    "values.");
+	    old->workers != new->workers || listen_changed)
+		log_warning(
+			"Reload: mode, kernel-upload, upload-sndbuf, name, pin-path, "
+			"map-entries, workers and listen take effect only at start; keeping the "
+			"old values.");
 }
 
 static int arm_idle_sweep(struct proxy *p);
@@ -157,12 +158,13 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	o->kernel_upload = p->opts->kernel_upload;
 	o->upload_sndbuf = p->opts->upload_sndbuf;
 	o->map_entries = p->opts->map_entries;
+	o->workers = p->opts->workers;
 
 	options_free(p->opts);
 	p->opts = TAKE_PTR(o);
 	routes_free(p->routes);
 	p->routes = TAKE_PTR(r);
-	p->stats->reloads++;
+	stat_inc(p->stats->reloads);
 	if (p->opts->verbose)
 		log_set_max_level(LOG_DEBUG);
 
@@ -197,7 +199,8 @@ void lifecycle_connections_changed(struct proxy *p)
 
 	if (!p->exit_idle_timer || p->stopping)
 		return;
-	if (p->connections || p->opts->exit_idle_time == 0) {
+	/* With workers, idleness is the supervisor's to judge, from every worker's count. */
+	if (p->connections || p->opts->exit_idle_time == 0 || p->opts->workers > 1) {
 		(void)sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
 		return;
 	}
@@ -237,7 +240,7 @@ static int on_idle_sweep(sd_event_source *s, uint64_t usec, void *userdata)
 			continue;
 		log_debug("Connection %" PRIu64 ": idle for %" PRIu64 " ms: closing.", c->id,
 			  (now - c->last_active) / USEC_PER_MSEC);
-		p->stats->idle_closed++;
+		stat_inc(p->stats->idle_closed);
 		connection_abort(c);
 	}
 	return arm_idle_sweep(p);
@@ -371,7 +374,9 @@ int proxy_run(struct proxy *p)
 	if (r < 0)
 		return log_error_errno(r, "Event loop failed: %m");
 
-	stats_log_summary(p);
+	/* The counters are every worker's: the supervisor logs them once. */
+	if (!p->worker)
+		stats_log_summary(p);
 	return 0;
 }
 

@@ -10,6 +10,12 @@
 
 static int log_max_level = LOG_INFO;
 static bool libbpf_warnings = true;
+static char log_prefix[16];
+
+void log_set_prefix(const char *prefix)
+{
+	snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
+}
 
 void log_set_max_level(int level)
 {
@@ -37,9 +43,9 @@ int log_internal(int level, int error, const char *func, const char *format, ...
 	va_end(ap);
 
 	if (log_max_level >= LOG_DEBUG)
-		fprintf(stderr, "<%d>%s: %s\n", level, func, buf);
+		fprintf(stderr, "<%d>%s%s: %s\n", level, log_prefix, func, buf);
 	else
-		fprintf(stderr, "<%d>%s\n", level, buf);
+		fprintf(stderr, "<%d>%s%s\n", level, log_prefix, buf);
 
 	errno = saved;
 	return -error;

@@ -13,6 +13,8 @@
 
 void log_set_max_level(int level);
 int log_get_max_level(void);
+/* Put prefix (at most 15 bytes, such as "worker 2: ") before every message of this process. */
+void log_set_prefix(const char *prefix);
 int log_internal(int level, int error, const char *func, const char *format, ...) _printf_(4, 5);
 
 #define log_full_errno(level, error, ...)                                                   \

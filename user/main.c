@@ -3,6 +3,7 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bpf-loader.h"
 #include "listen.h"
@@ -12,6 +13,7 @@
 #include "privileges.h"
 #include "routes.h"
 #include "stats-cmd.h"
+#include "workers.h"
 
 static const char *load_hint(int r)
 {
@@ -64,6 +66,18 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 	return 0;
 }
 
+/*
+ * Without BPF the connection counters still live in a shared page, so that workers add into one
+ * set and the supervisor reads the totals, as they do through sr_proxy_stats.
+ */
+static struct sr_proxy_stats *shared_stats_new(void)
+{
+	void *mem = mmap(NULL, sizeof(struct sr_proxy_stats), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	return mem == MAP_FAILED ? NULL : mem;
+}
+
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
@@ -107,7 +121,11 @@ static int run(int argc, char *argv[])
 		goto out;
 	p.bpf = bpf;
 	p.kernel_upload = bpf && p.opts->kernel_upload;
-	p.stats = bpf ? bpf_state_proxy_stats(bpf) : &p.local_stats;
+	p.stats = bpf ? bpf_state_proxy_stats(bpf) : shared_stats_new();
+	if (!p.stats) {
+		r = log_error_errno(errno, "Failed to map the connection counters: %m");
+		goto out;
+	}
 	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
 	else if (p.kernel_upload)
@@ -129,10 +147,19 @@ static int run(int argc, char *argv[])
 				  p.kernel_upload ? " and CAP_NET_ADMIN" : "");
 	}
 
+	/* The supervisor returns when its workers are gone; a worker returns 0 and serves. */
+	if (p.opts->workers > 1) {
+		r = workers_run(&p);
+		if (r < 0 || !p.worker)
+			goto out;
+	}
 	r = proxy_run(&p);
 out:
 	proxy_done(&p);
-	bpf_state_unpin(bpf);
+	if (!p.worker)
+		bpf_state_unpin(bpf);
+	if (!bpf && p.stats)
+		munmap(p.stats, sizeof(*p.stats));
 	listeners_free(p.listeners, p.n_listeners);
 	options_free(p.opts);
 	return r;

@@ -46,6 +46,7 @@ enum {
 	ARG_IDLE_TIMEOUT,
 	ARG_KEEPALIVE,
 	ARG_EXIT_IDLE_TIME,
+	ARG_WORKERS,
 };
 
 static const struct option option_table[] = {
@@ -76,6 +77,7 @@ static const struct option option_table[] = {
 	{ "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
 	{ "keepalive", optional_argument, NULL, ARG_KEEPALIVE },
 	{ "exit-idle-time", required_argument, NULL, ARG_EXIT_IDLE_TIME },
+	{ "workers", required_argument, NULL, ARG_WORKERS },
 	{}
 };
 
@@ -123,6 +125,9 @@ static void help(void)
 	       "                          (default: /sys/fs/bpf/sockredir/NAME)\n"
 	       "     --map-entries=N      Size of each BPF map (default: %u). Connections that\n"
 	       "                          don't fit fall back to splice\n"
+	       "     --workers=N|auto     Serve from N processes sharing the listeners and the\n"
+	       "                          maps; auto is one per CPU (default: 1). Each has its\n"
+	       "                          own fd limit and CPU; see README.md, \"Workers\"\n"
 	       "\n"
 	       "Routing (reloaded on SIGHUP):\n"
 	       "     --backend=BACKEND    Add a backend to the default route (like BACKEND)\n"
@@ -511,6 +516,17 @@ static int apply_option(struct options *o, int id, const char *name, const char 
 			return invalid(src, name, value, "expected a number from 1 to 16777216");
 		o->map_entries = (uint32_t)u;
 		return 0;
+	case ARG_WORKERS:
+		if (streq(value, "auto")) {
+			long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+			o->workers = (unsigned)CLAMP(n, 1, SR_WORKERS_MAX);
+			return 0;
+		}
+		if (parse_size(value, 1, SR_WORKERS_MAX, &u) < 0)
+			return invalid(src, name, value, "expected auto or a number from 1 to 64");
+		o->workers = (unsigned)u;
+		return 0;
 	case ARG_DRAIN_TIMEOUT:
 		return parse_time_option(src, name, value, &o->drain_timeout);
 	case ARG_BACKEND:
@@ -715,6 +731,7 @@ static struct options *options_new(void)
 		.mode = SR_MODE_AUTO,
 		.upload_sndbuf = 64ULL << 20,
 		.map_entries = SR_MAP_ENTRIES_DEFAULT,
+		.workers = 1,
 		.drain_timeout = 10 * USEC_PER_SEC,
 		.connect_timeout = 5 * USEC_PER_SEC,
 		.max_fails = 3,

@@ -21,6 +21,9 @@ enum sr_balance {
 	SR_BALANCE_LEAST_CONN,
 };
 
+/* A bound against typos: more workers than CPUs only adds wakeups. */
+#define SR_WORKERS_MAX 64
+
 /* Exit code for bad usage, distinct from a runtime failure (1). */
 #define EXIT_USAGE 2
 /* Internal error code for bad usage; never an errno value. */
@@ -41,6 +44,7 @@ struct options {
 	char *name;
 	char *pin_path;
 	uint32_t map_entries;
+	unsigned workers; /* processes serving connections; 1: this one, no supervisor */
 	char **listen;
 	size_t n_listen;
 	char *config_file;

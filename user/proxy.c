@@ -8,6 +8,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "setup.h"
+#include "stats.h"
 
 /* Accepts per listener wakeup, so that a flood can't starve open connections. */
 #define ACCEPT_BATCH 64
@@ -33,8 +34,12 @@ size_t proxy_count_connections(const struct proxy *p)
  */
 void proxy_update_listeners(struct proxy *p)
 {
-	unsigned max = p->opts->max_connections;
-	bool on = !p->stopping && !p->accept_paused && !(max && p->stats->open >= max);
+	/*
+	 * Workers split the limit and count their own connections: with the shared count, a
+	 * worker turned off by the others' connections would wait for one of its own to close.
+	 */
+	unsigned max = DIV_ROUND_UP(p->opts->max_connections, p->opts->workers);
+	bool on = !p->stopping && !p->accept_paused && !(max && p->n_open >= max);
 
 	if (on == p->listeners_on)
 		return;
@@ -42,8 +47,7 @@ void proxy_update_listeners(struct proxy *p)
 		(void)sd_event_source_set_enabled(p->listeners[i].event_source,
 						  on ? SD_EVENT_ON : SD_EVENT_OFF);
 	p->listeners_on = on;
-	log_debug("%s accepting (%" PRIu64 " open).", on ? "Resuming" : "Pausing",
-		  (uint64_t)p->stats->open);
+	log_debug("%s accepting (%u open).", on ? "Resuming" : "Pausing", p->n_open);
 }
 
 void proxy_resume_accept(struct proxy *p)
@@ -189,7 +193,7 @@ void proxy_log_connect_failure(struct proxy *p, int error, const struct route *r
 	uint64_t now = now_usec();
 	size_t off = 0;
 
-	p->stats->connect_failed++;
+	stat_inc(p->stats->connect_failed);
 	if (p->connect_fail_logged_at &&
 	    now - p->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
 		p->connect_fail_suppressed++;

@@ -32,17 +32,18 @@ struct proxy {
 	char **argv;
 
 	/* Fixed at start-up. */
+	unsigned worker;       /* 1..N in a worker process (--workers), 0 otherwise */
 	struct bpf_state *bpf; /* NULL when every connection uses splice */
 	bool kernel_upload;
 	uint64_t upload_sndbuf;
 	struct grace *grace;
 
-	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or local_stats */
-	struct sr_proxy_stats local_stats;
+	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or of a shared page */
 	struct pipe_pool pipes;
 	uint8_t peek_buf[PEEK_MAX]; /* one connection peeks at a time: the loop is single-threaded */
 
 	struct connection *connections;
+	unsigned n_open; /* this process's; stats->open counts every worker's */
 	uint64_t next_id;
 
 	/*

@@ -23,6 +23,7 @@
 #include "proxy.h"
 #include "routes.h"
 #include "setup.h"
+#include "stats.h"
 
 /* Between two rounds over a route's backends: doubling from MIN up to MAX. */
 #define CONNECT_BACKOFF_MIN (10 * USEC_PER_MSEC)
@@ -267,12 +268,12 @@ static void setup_route_by_peek(struct connection *c, enum peek_result res, cons
 	if (res == PEEK_INVALID && p->opts->peek_fail_close) {
 		log_debug("Connection %" PRIu64 ": no valid Host or SNI: closing (--peek-fail).",
 			  c->id);
-		p->stats->peek_failed++;
+		stat_inc(p->stats->peek_failed);
 		setup_fail(c);
 		return;
 	}
 	if (res == PEEK_INVALID)
-		p->stats->peek_failed++;
+		stat_inc(p->stats->peek_failed);
 	log_debug("Connection %" PRIu64 ": peek %s%s%s: route %s.", c->id,
 		  peek_result_to_string(res), res == PEEK_FOUND ? " " : "",
 		  res == PEEK_FOUND ? host : "", rt ? rt->key : "(default)");
@@ -400,8 +401,9 @@ int connection_new(struct proxy *p, int client_fd, const struct listener *l)
 	if (c->next)
 		c->next->prev = c;
 	p->connections = c;
-	p->stats->accepted++;
-	p->stats->open++;
+	stat_inc(p->stats->accepted);
+	stat_inc(p->stats->open);
+	p->n_open++;
 
 	if (!c->client.is_unix) {
 		tcp_nodelay(client_fd);

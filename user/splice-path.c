@@ -10,6 +10,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "splice-path.h"
+#include "stats.h"
 
 /* Empty pipes kept for reuse. Beyond this they are closed, so fds follow the busy connections. */
 #define PIPE_POOL_MAX 64
@@ -153,7 +154,7 @@ int splice_flow_move(struct pipe_pool *pool, struct flow *f)
 			}
 			f->in_pipe -= (size_t)n;
 			f->bytes += (uint64_t)n;
-			st->spliced_bytes[f->dir] += (uint64_t)n;
+			stat_add(st->spliced_bytes[f->dir], (uint64_t)n);
 			continue;
 		}
 

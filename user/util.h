@@ -10,20 +10,22 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define _cleanup_(f)   __attribute__((cleanup(f)))
-#define _unused_       __attribute__((unused))
-#define _noreturn_     __attribute__((noreturn))
-#define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _likely_(x)    __builtin_expect(!!(x), 1)
-#define _unlikely_(x)  __builtin_expect(!!(x), 0)
+#define _cleanup_(f)	   __attribute__((cleanup(f)))
+#define _unused_	   __attribute__((unused))
+#define _noreturn_	   __attribute__((noreturn))
+#define _printf_(a, b)	   __attribute__((format(printf, a, b)))
+#define _likely_(x)	   __builtin_expect(!!(x), 1)
+#define _unlikely_(x)	   __builtin_expect(!!(x), 0)
 
-#define ELEMENTSOF(x)  (sizeof(x) / sizeof((x)[0]))
-#define MIN(a, b)      ((a) < (b) ? (a) : (b))
-#define MAX(a, b)      ((a) > (b) ? (a) : (b))
+#define ELEMENTSOF(x)	   (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b)	   ((a) < (b) ? (a) : (b))
+#define MAX(a, b)	   ((a) > (b) ? (a) : (b))
+#define CLAMP(x, lo, hi)   MIN(MAX(x, lo), hi)
+#define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
 
-#define USEC_PER_SEC   UINT64_C(1000000)
-#define USEC_PER_MSEC  UINT64_C(1000)
-#define NSEC_PER_USEC  UINT64_C(1000)
+#define USEC_PER_SEC	   UINT64_C(1000000)
+#define USEC_PER_MSEC	   UINT64_C(1000)
+#define NSEC_PER_USEC	   UINT64_C(1000)
 
 /* Hand over ownership: return the value and leave the variable empty for its cleanup. */
 #define TAKE_GENERIC(var, null)             \
