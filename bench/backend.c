@@ -8,7 +8,10 @@
  * process. Each process is single-threaded and holds its connections in epoll, so 10,000
  * connections cost 10,000 fds spread over the processes, well under the 20,000 per process.
  *
- * Usage: bench-backend --listen PATH [--procs N] [--ready-file PATH]
+ * It also listens on TCP (--listen 127.0.0.1:PORT) for the "direct TCP" variant: the same
+ * backend with a TCP socket instead, the floor for any proxy whose clients arrive on TCP.
+ *
+ * Usage: bench-backend --listen PATH|IPV4:PORT [--procs N] [--ready-file PATH]
  * On SIGTERM each process prints one line to stderr: connections, and errors.
  */
 #include <errno.h>
@@ -16,6 +19,9 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -25,6 +31,8 @@
 #include "proto.h"
 
 #define MAX_PROCS 16
+
+static bool listen_is_tcp;
 #define READ_BUF  (256 * 1024)
 /* Reads per connection per wakeup, so that one bulk flow can't starve the others. */
 #define READ_BATCH   8
@@ -295,6 +303,8 @@ static void on_listener(int lfd)
 				error_msg("accept", errno);
 			return;
 		}
+		if (listen_is_tcp)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			error_msg("out of memory", ENOMEM);
@@ -358,6 +368,33 @@ static int serve(int lfd)
 	return 0;
 }
 
+/* IPv4 HOST:PORT, with TCP_NODELAY on every accepted socket, as the proxies set it. */
+static int listen_tcp(const char *spec)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	const char *colon = strrchr(spec, ':');
+	char host[64];
+	int fd;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		return -1;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+		fprintf(stderr, "bench-backend: bad address %s\n", spec);
+		return -1;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
+		fprintf(stderr, "bench-backend: listen on %s: %s\n", spec, strerror(errno));
+		return -1;
+	}
+	listen_is_tcp = true;
+	return fd;
+}
+
 static int listen_unix(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -380,7 +417,8 @@ static int listen_unix(const char *path)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench-backend --listen PATH [--procs N] [--ready-file PATH]\n");
+	fprintf(stderr,
+		"usage: bench-backend --listen PATH|IPV4:PORT [--procs N] [--ready-file PATH]\n");
 	exit(2);
 }
 
@@ -418,7 +456,7 @@ int main(int argc, char **argv)
 		perror("bench-backend: pattern");
 		return 1;
 	}
-	lfd = listen_unix(path);
+	lfd = path[0] == '/' ? listen_unix(path) : listen_tcp(path);
 	if (lfd < 0)
 		return 1;
 	/* No SA_RESTART: epoll_wait() must return EINTR so that the loop sees the flag. */

@@ -21,11 +21,13 @@ import subprocess
 import sys
 from collections import defaultdict
 
-VARIANTS = ["direct", "sr-bpf", "sr-bpf-upload", "sr-splice", "sd-proxyd", "socat", "haproxy",
+VARIANTS = ["direct", "direct-tcp", "sr-bpf", "sr-bpf-1w", "sr-bpf-upload", "sr-splice", "sd-proxyd", "socat", "haproxy",
             "nginx"]
 TITLES = {
     "direct": "direct to the Unix backend",
+    "direct-tcp": "direct to the backend on TCP (no proxy)",
     "sr-bpf": "sockredir `--mode bpf`",
+    "sr-bpf-1w": "sockredir `--mode bpf --workers 1`",
     "sr-bpf-upload": "sockredir `--mode bpf --kernel-upload`",
     "sr-splice": "sockredir `--mode splice`",
     "sd-proxyd": "systemd-socket-proxyd",
@@ -33,6 +35,8 @@ TITLES = {
     "haproxy": "haproxy `mode tcp`",
     "nginx": "nginx `stream`",
 }
+# Variants without a proxy process: no proxy wakeups, fds or memory to show.
+DIRECT = ("direct", "direct-tcp")
 # Plain titles for the plots' legends.
 PLAIN = {k: v.replace("`", "") for k, v in TITLES.items()}
 
@@ -301,7 +305,7 @@ class Report:
                 " (machine)", "proxy wakeups per RR", "proxy RSS KiB"]
         rows = []
         for v in res.variants:
-            px = v != "direct"
+            px = v not in DIRECT
             rows.append([TITLES[v], spread(res.stat(key, v, "cpu_s_per_10k")),
                          ratio_cell(res.ratio(key, v, "cpu_s_per_10k")),
                          spread(res.stat(key, v, "ctxt_per_rr")),
@@ -320,7 +324,7 @@ class Report:
         ku, kd = ("up", bulk, 1), ("down", bulk, 1)
         for v in res.variants:
             wk = "–"
-            if v != "direct":
+            if v not in DIRECT:
                 a, b = res.stat(ku, v, "proxy_wakeups"), res.stat(kd, v, "proxy_wakeups")
                 wk = "%s / %s" % (fmt(a[0]) if a else "–", fmt(b[0]) if b else "–")
             rows.append([TITLES[v],
@@ -384,7 +388,7 @@ class Report:
                         text += " (held %s)" % "{:,}".format(int(statistics.median(held)))
                     rows.append([TITLES[v], text] + [""] * (len(head) - 2))
                     continue
-                px = v != "direct"
+                px = v not in DIRECT
                 if l == 1:
                     rows.append([TITLES[v], spread(res.stat(key, v, "p50_us")),
                                  spread(res.stat(key, v, "p99_us")),
@@ -486,7 +490,7 @@ def value_ratio(res, key, v, metric, unit=""):
     else:
         text = fmt(st[0]) + unit
     rt = res.ratio(key, v, metric)
-    if rt and v != "direct":
+    if rt and v not in DIRECT:
         text += " (%.2f×" % rt[0]
         text += ", %.2f–%.2f)" % (rt[1], rt[2]) if rt[1] != rt[2] else ")"
     if fails:
@@ -537,7 +541,7 @@ def write_readme_tables(res):
             got = "–"
             for l in reversed(levels):
                 st = res.stat(("rr", 64, l), v, m)
-                if st and v != "direct":
+                if st and v not in DIRECT:
                     got = "%s (at %s)" % (fmt(st[0]), "{:,}".format(l))
                     break
             r.append(got)
@@ -708,7 +712,7 @@ def plots(res):
     made.append(("latency-vs-connections.png", "latency against concurrency"))
 
     mem_parts = ['"%s" using 1:4 with linespoints lt %d pt 7 title "%s"'
-                 % (fn, styles[v], PLAIN[v]) for v, fn in sfiles.items() if v != "direct"]
+                 % (fn, styles[v], PLAIN[v]) for v, fn in sfiles.items() if v not in DIRECT]
     if mem_parts and len(levels) > 1:
         gp += ['set terminal pngcairo size 1000,560 font "sans,10"',
                'set output "%s"' % os.path.join(res.path, "memory-per-connection.png"),

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # The benchmark: `make bench` (about 15 minutes) or `make bench QUICK=1` (under a minute).
 #
-# Eight variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
-# sockredir --mode bpf, --mode bpf --kernel-upload, --mode splice, systemd-socket-proxyd, socat,
-# haproxy and nginx (bench/peers/). Everything runs in private network and PID namespaces.
+# Nine variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
+# direct-tcp (the same backend on a TCP socket, no proxy: the floor for TCP clients), sockredir
+# --mode bpf, --mode bpf --kernel-upload, --mode splice, systemd-socket-proxyd, socat, haproxy and
+# nginx (bench/peers/). Everything runs in private network and PID namespaces.
 #
 # Each round runs every variant once, in an order rotated from round to round, so that noise
 # falls evenly: request/response latency for 1 B, 64 B, 4 KiB and 64 KiB messages, bulk upload
@@ -218,6 +219,8 @@ peer_start() {
 	PEER_PID=$!
 	ADDR=127.0.0.1:$PORT
 	WATCH=(--watch-pid "$PEER_PID")
+	# direct-tcp is a backend, not a proxy: its work is the backend's, as for direct.
+	[ "$v" != direct-tcp ] || WATCH=()
 	# The probe also makes a socket-activated proxy exec. Bounded: 10 tries of about 1 s.
 	for i in $(seq 10); do
 		if out=$("$CLIENT" --connect "$ADDR" --test probe --stall 1 2>&1); then

@@ -6,11 +6,14 @@
 # stopping it reaches every child (nginx workers, socat's per-connection processes).
 
 # The order of the table and of the plots; direct is the limit every ratio is taken against.
-ALL_VARIANTS=(direct sr-bpf sr-bpf-upload sr-splice sd-proxyd socat haproxy nginx)
+# sr-bpf-1w (one worker) is for experiments: VARIANTS="direct sr-bpf sr-bpf-1w".
+ALL_VARIANTS=(direct direct-tcp sr-bpf sr-bpf-upload sr-splice sd-proxyd socat haproxy nginx)
 
 declare -A VARIANT_TITLE=(
 	[direct]="direct to the Unix backend"
+	[direct-tcp]="direct to the same backend on TCP"
 	[sr-bpf]="sockredir --mode bpf"
+	[sr-bpf-1w]="sockredir --mode bpf --workers 1"
 	[sr-bpf-upload]="sockredir --mode bpf --kernel-upload --allow-unbounded-upload"
 	[sr-splice]="sockredir --mode splice"
 	[sd-proxyd]="systemd-socket-proxyd"
@@ -20,23 +23,30 @@ declare -A VARIANT_TITLE=(
 )
 
 declare -A VARIANT_PORT=(
-	[sr-bpf]=9101 [sr-bpf-upload]=9102 [sr-splice]=9103 [sd-proxyd]=9104
+	[direct-tcp]=9100 [sr-bpf]=9101 [sr-bpf-1w]=9108 [sr-bpf-upload]=9102 [sr-splice]=9103 [sd-proxyd]=9104
 	[socat]=9105 [haproxy]=9106 [nginx]=9107
 )
 
 # sockredir runs socket-activated, as it would under systemd: systemd-socket-activate binds the
 # port and execs it (same pid) at the first connection, which run.sh's probe makes.
-# --drain-timeout only shortens the stop at the end of each measurement.
+# --drain-timeout only shortens the stop at the end of each measurement. --workers auto (one per
+# CPU) as nginx's worker_processes auto and haproxy's default of one thread per CPU.
 sockredir_cmd() { # MODE-OPTIONS...
 	CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
-		"$SOCKREDIR" --name "$PIN_NAME" "$@" --drain-timeout 2s "$BACKEND_SOCK")
+		"$SOCKREDIR" --name "$PIN_NAME" --workers auto "$@" --drain-timeout 2s "$BACKEND_SOCK")
 }
 
 # variant_cmd VARIANT: set the array CMD to the command line for VARIANT. The caller sets
 # $PORT, $DIR (a scratch directory for this instance) and $PIN_NAME.
 variant_cmd() {
 	case $1 in
+	direct-tcp)
+		# No proxy: the backend itself on TCP. What any proxy with TCP clients could reach
+		# at best, since every variant below adds a TCP loopback leg to the Unix one.
+		CMD=("$BACKEND" --listen "127.0.0.1:$PORT" --procs 2)
+		;;
 	sr-bpf) sockredir_cmd --mode bpf ;;
+	sr-bpf-1w) sockredir_cmd --mode bpf --workers 1 ;;
 	sr-bpf-upload) sockredir_cmd --mode bpf --kernel-upload --allow-unbounded-upload ;;
 	sr-splice) sockredir_cmd --mode splice ;;
 	sd-proxyd)
