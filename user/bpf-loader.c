@@ -318,6 +318,17 @@ int bpf_sock_remove(struct bpf_state *s, bool verdict_map, uint64_t cookie)
 	return 0;
 }
 
+int bpf_peer_add(struct bpf_state *s, uint64_t cookie, uint64_t peer_cookie, enum sr_direction dir,
+		 uint32_t flags)
+{
+	struct sr_peer v = { .peer_cookie = peer_cookie, .dir = dir, .flags = flags };
+
+	/* Cookies are unique for the boot, so a new socket has no entry to keep a count from. */
+	if (bpf_map_update_elem(s->fd_peers, &cookie, &v, BPF_NOEXIST) < 0)
+		return negative_errno();
+	return 0;
+}
+
 int bpf_peer_set(struct bpf_state *s, uint64_t cookie, uint64_t peer_cookie, enum sr_direction dir,
 		 uint32_t flags)
 {

@@ -33,9 +33,13 @@ struct sr_proxy_stats *bpf_state_proxy_stats(struct bpf_state *s);
 /* Sum of sr_kstats over all CPUs. */
 int bpf_state_read_kstats(struct bpf_state *s, struct sr_kstats *ret);
 
-/* Map operations, each one bpf() syscall. All return 0 or negative errno. */
+/* Map operations. All return 0 or negative errno. */
 int bpf_sock_insert(struct bpf_state *s, bool verdict_map, uint64_t cookie, int fd);
 int bpf_sock_remove(struct bpf_state *s, bool verdict_map, uint64_t cookie);
+/* A new socket's entry, in one syscall. */
+int bpf_peer_add(struct bpf_state *s, uint64_t cookie, uint64_t peer_cookie, enum sr_direction dir,
+		 uint32_t flags);
+/* Change an entry's peer, direction or flags, keeping its byte count (a lookup, then an update). */
 int bpf_peer_set(struct bpf_state *s, uint64_t cookie, uint64_t peer_cookie, enum sr_direction dir,
 		 uint32_t flags);
 int bpf_peer_get(struct bpf_state *s, uint64_t cookie, struct sr_peer *ret);

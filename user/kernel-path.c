@@ -132,7 +132,7 @@ int kernel_path_attach(struct connection *c, bool *ret_settle)
 	if (r < 0)
 		return reason_from_errno(r, true);
 
-	r = bpf_peer_set(bpf, c->backend.cookie, c->client.cookie, SR_DIR_DOWN, flags);
+	r = bpf_peer_add(bpf, c->backend.cookie, c->client.cookie, SR_DIR_DOWN, flags);
 	if (r < 0) {
 		undo_insert(bpf, &c->client, false);
 		return reason_from_errno(r, false);
@@ -169,7 +169,7 @@ int kernel_path_attach_upload(struct connection *c, bool *ret_settle)
 	if (!c->backend.in_targets)
 		return SR_FALLBACK_OTHER;
 
-	r = bpf_peer_set(bpf, c->client.cookie, c->backend.cookie, SR_DIR_UP, SR_PEER_TARGET);
+	r = bpf_peer_add(bpf, c->client.cookie, c->backend.cookie, SR_DIR_UP, SR_PEER_TARGET);
 	if (r < 0)
 		return reason_from_errno(r, true);
 	c->client.has_peer = true;
