@@ -93,6 +93,9 @@ struct sr_proxy_stats {
 	__u64 peek_failed;		  /* no valid Host or SNI (malformed, too long, timeout) */
 	__u64 idle_closed;		  /* closed by --idle-timeout */
 	__u64 reloads;			  /* successful SIGHUP reloads */
+	/* Written once at start-up, so that readers can show how this instance dispatches. */
+	__u32 workers;	     /* processes serving connections (--workers) */
+	__u32 upload_kernel; /* 1: client->backend moves in the kernel too (--kernel-upload) */
 };
 
 /*

@@ -16,6 +16,8 @@ cat "$T/text.out"
 grep -q "^$first\$" "$T/text.out" || fail "the instance name is missing"
 grep -Eq 'connections +0 open, 6 accepted' "$T/text.out" || fail "want 6 accepted (with the activation)"
 grep -Eq 'path +5 kernel' "$T/text.out" || fail "want 5 on the kernel path"
+grep -Eq 'dispatch +down in the kernel, up by splice .*; 1 worker' "$T/text.out" ||
+	fail "want the dispatch: down in the kernel, up by splice, 1 worker"
 
 "$SOCKREDIR" stats --json >"$T/all.json" || fail "stats --json failed"
 python3 - "$T/all.json" "$first" <<'PY' || fail "--json does not match the traffic"
@@ -26,6 +28,7 @@ assert inst["accepted"] == 6 and inst["open"] == 0, inst
 assert inst["kernel"] == 5 and inst["fallbacks"]["client_half_closed"] == 1, inst
 assert inst["bytes"]["down"]["kernel"] >= 2 * 4 << 20, inst
 assert inst["bytes"]["up"]["spliced"] >= 3 * 8 << 20, inst
+assert inst["dispatch"] == {"down": "kernel", "up": "splice", "workers": 1}, inst
 print("json ok:", inst["accepted"], "accepted,", inst["bytes"]["down"]["kernel"], "bytes down in the kernel")
 PY
 

@@ -6,6 +6,7 @@
 #   - SIGHUP reaches every worker; READY, RELOADING, STATUS and STOPPING come from the
 #     supervisor (the main pid); SIGTERM drains every worker, exit 0, pins gone;
 #   - --exit-idle-time is judged across workers;
+#   - `sockredir stats` shows one instance: 2 workers, their summed counters, the dispatch;
 #   - bad values exit 2.
 . "$(dirname "$0")/lib.sh"
 setup "$@"
@@ -23,6 +24,15 @@ check_bytes() {
 	client --test up --size 256M || fail "upload, $1"
 	client --test down --size 256M || fail "download, $1"
 	two_workers || fail "want 2 workers, have: $(workers_of | tr '\n' ' ')"
+	if [[ $1 != *splice* ]]; then
+		up="by splice"
+		[[ $1 != *kernel-upload* ]] || up="in the kernel"
+		"$SOCKREDIR" stats "$PROXY_NAME" >"$T/stats.out" || fail "sockredir stats, $1"
+		grep -Eq "dispatch +down in the kernel, up $up.*; 2 worker" "$T/stats.out" ||
+			fail "sockredir stats shows the wrong dispatch for $1: $(cat "$T/stats.out")"
+		grep -Eq 'connections +0 open, 502 accepted' "$T/stats.out" ||
+			fail "the shared counters miss connections: $(cat "$T/stats.out")"
+	fi
 	stop_proxy
 	[ "$(summary accepted)" -ge 502 ] || fail "the supervisor's summary has $(summary accepted) accepted"
 }

@@ -126,6 +126,8 @@ static int run(int argc, char *argv[])
 		r = log_error_errno(errno, "Failed to map the connection counters: %m");
 		goto out;
 	}
+	p.stats->workers = p.opts->workers;
+	p.stats->upload_kernel = p.kernel_upload;
 	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
 	else if (p.kernel_upload)

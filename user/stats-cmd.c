@@ -131,6 +131,11 @@ static void print_text(const struct instance_stats *st)
 	printf("  path          %" PRIu64 " kernel (%" PRIu64 " with kernel upload), %" PRIu64
 	       " splice\n",
 	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
+	/* The path per direction, as measured: see README.md, "Which path each direction takes". */
+	printf("  dispatch      down in the kernel, up %s; %u worker(s)\n",
+	       p->upload_kernel ? "in the kernel (--kernel-upload, no memory bound)" :
+				  "by splice (TCP flow control bounds it)",
+	       p->workers);
 	printf("  fallbacks    ");
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
 		printf(" %s %" PRIu64 "%s", fallback_names[i], U(p->fallback[i]),
@@ -158,9 +163,11 @@ static void print_json(const struct instance_stats *st, bool first)
 	/* Instance names are restricted to [A-Za-z0-9_.@-] (see --name): no escaping needed. */
 	printf("%s{\"name\":\"%s\",\"open\":%" PRIu64 ",\"accepted\":%" PRIu64
 	       ",\"connect_failed\":%" PRIu64 ",\"kernel\":%" PRIu64 ",\"kernel_upload\":%" PRIu64
-	       ",\"splice\":%" PRIu64 ",\"fallbacks\":{",
+	       ",\"splice\":%" PRIu64 ",",
 	       first ? "" : ",", st->name, U(p->open), U(p->accepted), U(p->connect_failed),
 	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
+	printf("\"dispatch\":{\"down\":\"kernel\",\"up\":\"%s\",\"workers\":%u},\"fallbacks\":{",
+	       p->upload_kernel ? "kernel" : "splice", p->workers);
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
 		printf("%s\"%s\":%" PRIu64, i > 1 ? "," : "", fallback_names[i], U(p->fallback[i]));
 	printf("},\"bytes\":{\"down\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64
