@@ -284,8 +284,10 @@ if command -v socat >/dev/null; then
 	printf 'STOPPING=1\n' | socat -u - "UNIX-SENDTO:$TMP/notify.sock"
 	rc=0
 	wait $npid || rc=$?
-	if ((rc == 0)) && [[ $(<"$TMP/notify.out") == $'READY=1 STATUS=up\nSTOPPING=1' ]]; then
-		pass "notify-listen: READY=1 then STOPPING=1, exit 0" "$(elapsed "$t")"
+	# Each line names the sender (SO_PASSCRED): socat's pid, one per datagram.
+	re=$'^pid=[1-9][0-9]* READY=1 STATUS=up\npid=[1-9][0-9]* STOPPING=1$'
+	if ((rc == 0)) && [[ $(<"$TMP/notify.out") =~ $re ]]; then
+		pass "notify-listen: READY=1 then STOPPING=1 with their pids, exit 0" "$(elapsed "$t")"
 	else
 		fail "notify-listen: exit $rc" "$TMP/notify.out" "$TMP/notify.err"
 	fi
@@ -307,6 +309,7 @@ usage_fails "bad size" client --connect /x --test rr --size 12Q
 usage_fails "bad address" client --connect 1.2.3:4 --test rr
 usage_fails "--barrier with fewer threads" client --connect /x --test rr --conns 4 --parallel 2 \
 	--barrier
+usage_fails "--hold without --barrier" client --connect /x --test rr --hold /tmp/x
 usage_fails "--expect-eof-within outside connect-only" client --connect /x --test rr \
 	--expect-eof-within 5
 usage_fails "unknown mode" backend --listen /x --mode nope
