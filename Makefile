@@ -155,7 +155,7 @@ soak: deps
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
 	@DURATION=$(DURATION) tests/soak.sh
 
-# `make bench` (about 15 minutes) or `make bench QUICK=1` (about 1 minute).
+# `make bench` (about 10 minutes) or `make bench QUICK=1` (about 1 minute).
 bench: deps
 	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer $(BENCH_PROGS)
 	@QUICK=$(QUICK) bench/run.sh

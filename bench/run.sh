@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (about 15 minutes) or `make bench QUICK=1` (under a minute).
+# The benchmark: `make bench` (about 10 minutes) or `make bench QUICK=1` (under a minute).
 #
 # Nine variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
 # direct-tcp (the same backend on a TCP socket, no proxy: the floor for TCP clients), sockredir

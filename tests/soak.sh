@@ -11,6 +11,8 @@
 #     (--fdname=echo:banner:proto:victim, one --route per name), so one proxy serves every kind:
 #       bpf     --mode bpf     on 127.0.0.1:8000-8003 (the default layout; 2 runs in 3)
 #       splice  --mode splice  on 127.0.0.1:8100-8103 (every third run; SOAK_SPLICE=0: none)
+#   - SOAK_PROXY_WORKERS (1) is each instance's --workers; RSS, fds, sockets and pipes are then
+#     summed over the supervisor and its workers;
 #   - SOAK_WORKERS (4) worker loops cycle through rr 1 B, rr 64 KiB, up and down 64-256 MiB,
 #     halfclose, replyclose, sendclose and banner; one more loop churns short connections
 #     (1000 x 64 B round trips per run). Every run is srpeer, which checks every byte; a run that
@@ -70,6 +72,7 @@ SRPEER=$T/bin/srpeer
 
 HERE=$TOP/tests/soak
 WORKERS=${SOAK_WORKERS:-4}
+PROXY_WORKERS=${SOAK_PROXY_WORKERS:-1}
 SPLICE=${SOAK_SPLICE:-1}
 SAMPLE_EVERY=${SOAK_SAMPLE_EVERY:-10}
 FAULT_MIN=${SOAK_FAULT_MIN:-20}
@@ -146,7 +149,7 @@ start_instance() { # INST
 	wait_for "notify socket of $i" 5 test -S "$T/notify-$i.sock"
 	systemd-socket-activate -l "127.0.0.1:$b" -l 127.0.0.1:$((b + 1)) -l 127.0.0.1:$((b + 2)) \
 		-l 127.0.0.1:$((b + 3)) --fdname=echo:banner:proto:victim -E NOTIFY_SOCKET="$T/notify-$i.sock" \
-		"$SOCKREDIR" --name "${INST_NAME[$i]}" --mode "${INST_MODE[$i]}" \
+		"$SOCKREDIR" --name "${INST_NAME[$i]}" --mode "${INST_MODE[$i]}" --workers "$PROXY_WORKERS" \
 		--route "echo=$T/echo.sock" --route "banner=$T/banner.sock" \
 		--route "proto=$T/proto.sock" --route "victim=$T/victim.sock" 2>"${INST_LOG[$i]}" &
 	INST_PID[$i]=$!
@@ -169,13 +172,18 @@ jnum() { # KEY JSON: the first "KEY":N
 }
 
 sample_row() { # INST PHASE
-	local i=$1 pid=${INST_PID[$1]} alive=0 rss="" fds="" socks="" pipes="" json down up
+	local i=$1 pid=${INST_PID[$1]} alive=0 rss="" fds="" socks="" pipes="" json down up procs p
 	if is_sockredir "$pid"; then
 		alive=1
-		rss=$(awk '/^VmRSS:/ { print $2 }' /proc/"$pid"/status 2>/dev/null || true)
-		fds=$(find /proc/"$pid"/fd -mindepth 1 2>/dev/null | wc -l)
-		socks=$(find /proc/"$pid"/fd -lname 'socket:*' 2>/dev/null | wc -l)
-		pipes=$(find /proc/"$pid"/fd -lname 'pipe:*' 2>/dev/null | wc -l)
+		# The instance is the main process and its workers (--workers), summed.
+		procs=()
+		for p in "$pid" $(pgrep -P "$pid" -x sockredir || true); do
+			procs+=("/proc/$p")
+		done
+		rss=$(awk '/^VmRSS:/ { n += $2 } END { print n }' "${procs[@]/%//status}" 2>/dev/null || true)
+		fds=$(find "${procs[@]/%//fd}" -mindepth 1 2>/dev/null | wc -l)
+		socks=$(find "${procs[@]/%//fd}" -lname 'socket:*' 2>/dev/null | wc -l)
+		pipes=$(find "${procs[@]/%//fd}" -lname 'pipe:*' 2>/dev/null | wc -l)
 	fi
 	if [ "${INST_MODE[$i]}" = splice ]; then
 		# No pins: the open and accepted counts from the last STATUS= (sent every 2 s on change).
