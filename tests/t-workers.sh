@@ -4,7 +4,9 @@
 #   - under one fd limit, 2 workers hold about twice the connections of 1 (so both serve);
 #   - a killed worker is replaced and the service goes on;
 #   - SIGHUP reaches every worker; READY, RELOADING, STATUS and STOPPING come from the
-#     supervisor (the main pid); SIGTERM drains every worker, exit 0, pins gone;
+#     supervisor (the main pid); SIGTERM drains every worker, exit 0, pins gone, also when it
+#     reaches every process at once (systemd's KillMode=control-group); a second SIGTERM to the
+#     main pid closes everything at once;
 #   - --exit-idle-time is judged across workers;
 #   - `sockredir stats` shows one instance: 2 workers, their summed counters, the dispatch;
 #   - bad values exit 2.
@@ -107,7 +109,9 @@ client --test up --size 4G --timeout 60 >"$T/up.out" 2>&1 &
 d2=$!
 wait_for "both transfers in flight" 10 bash -c \
 	"ss -Htn state established '( sport = :$PORT )' | grep -c . | grep -qx 2"
-kill -TERM "$PROXY_PID"
+# As systemd's default KillMode=control-group does: SIGTERM to every process at once. A worker
+# then gets the supervisor's forwarded drain too, which must not count as a second signal.
+kill -TERM "$PROXY_PID" $(workers_of)
 wait_for "STOPPING=1" 5 notified 'STOPPING=1'
 wait $d1 || fail "a download in flight at SIGTERM failed: $(cat "$T/down.out")"
 wait $d2 || fail "an upload in flight at SIGTERM failed: $(cat "$T/up.out")"
@@ -115,6 +119,25 @@ wait_proxy
 # Only the main pid speaks to systemd (NotifyAccess=main): every message came from it.
 pids=$(grep -o 'pid=[0-9]*' "$T/notify.out" | sort -u | wc -l)
 [ "$pids" -le 1 ] || fail "sd_notify messages came from $pids processes: $(cat "$T/notify.out")"
+
+# 4b. A second SIGTERM to the main pid closes every worker's connections at once.
+open_is() { "$SOCKREDIR" stats "$PROXY_NAME" 2>/dev/null | grep -Eq "connections +$1 open"; }
+start_proxy --mode bpf --workers 2 --drain-timeout 60s
+proxy_activate
+wait_for "the activation connection to end" 5 open_is 0
+client --test up --size 64G --timeout 60 >/dev/null 2>&1 &
+cpid=$!
+wait_for "a worker to take the upload" 10 open_is 1
+kill -TERM "$PROXY_PID"
+wait_for "the drain to start" 5 grep -q 'waiting up to 60000 ms for 1 connection' "$PROXY_LOG"
+start=$(date +%s%N)
+kill -TERM "$PROXY_PID"
+wait_proxy
+ms=$((($(date +%s%N) - start) / 1000000))
+log "a second SIGTERM ended a 60 s drain after ${ms} ms"
+[ $ms -lt 5000 ] || fail "a second SIGTERM took ${ms} ms to close the connections"
+grep -q 'closing all connections now' "$PROXY_LOG" || fail "the second SIGTERM was not logged"
+wait $cpid && fail "the upload should have been cut off"
 
 # 5. --exit-idle-time across workers: the supervisor exits 0 once no worker has a connection.
 start_proxy --mode bpf --workers 2 --exit-idle-time 1s

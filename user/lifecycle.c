@@ -16,6 +16,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "stats.h"
+#include "workers.h"
 
 /* How often STATUS= may change. */
 #define STATUS_INTERVAL (2 * USEC_PER_SEC)
@@ -67,11 +68,14 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 	size_t n = proxy_count_connections(p);
 	int r;
 
-	if (p->stopping) {
+	if (workers_stop_now(p, si)) {
 		log_notice("Signal %s again: closing all connections now.", sig);
 		proxy_exit(p);
 		return 0;
 	}
+	/* A worker's second copy of the same stop (see workers.h). */
+	if (p->stopping)
+		return 0;
 
 	p->stopping = true;
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Draining connections...");

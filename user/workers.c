@@ -92,11 +92,25 @@ static pid_t worker_fork(struct supervisor *s, unsigned i)
 	return 0;
 }
 
-static void workers_signal(struct supervisor *s, int sig)
+static void workers_signal(struct supervisor *s, int sig, int value)
 {
 	for (unsigned i = 0; i < s->n; i++)
 		if (s->workers[i].pid > 0)
-			(void)kill(s->workers[i].pid, sig);
+			(void)sigqueue(s->workers[i].pid, sig,
+				       (union sigval){ .sival_int = value });
+}
+
+bool workers_stop_now(const struct proxy *p, const struct signalfd_siginfo *si)
+{
+	/* One process: the first signal drains, the second closes everything. */
+	if (!p->worker)
+		return p->stopping;
+	/*
+	 * A worker can get the same stop twice, from systemd and from the supervisor, in either
+	 * order. Only the supervisor, which sees the signals sent to the service, escalates.
+	 */
+	return si->ssi_code == SI_QUEUE && si->ssi_pid == (uint32_t)getppid() &&
+	       si->ssi_int == SR_STOP_NOW;
 }
 
 static unsigned workers_running(const struct supervisor *s)
@@ -115,7 +129,7 @@ static void supervisor_stop(struct supervisor *s, int sig, const char *why)
 	s->stopping = true;
 	log_info("%s: stopping %u worker(s).", why, workers_running(s));
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Draining connections...");
-	workers_signal(s, sig);
+	workers_signal(s, sig, SR_STOP_DRAIN);
 }
 
 /*
@@ -221,7 +235,7 @@ static void supervisor_reload(struct supervisor *s)
 
 	(void)sd_notifyf(false, "RELOADING=1\nSTATUS=Reloading...\nMONOTONIC_USEC=%" PRIu64,
 			 now_usec());
-	workers_signal(s, SIGHUP);
+	workers_signal(s, SIGHUP, 0);
 	if (options_parse(p->argc, p->argv, &o) > 0) {
 		p->opts->exit_idle_time = o->exit_idle_time;
 		if (o->verbose)
@@ -280,7 +294,7 @@ int workers_run(struct proxy *p)
 				return 0;
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			if (s.stopping)
-				workers_signal(&s, sig);
+				workers_signal(&s, sig, SR_STOP_NOW);
 			else
 				supervisor_stop(&s, sig,
 						sig == SIGTERM ? "Received SIGTERM" :
