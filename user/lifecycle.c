@@ -33,7 +33,7 @@ static void proxy_exit(struct proxy *p)
 	(void)sd_event_exit(p->event, 0);
 }
 
-static void send_status(struct proxy *p)
+void lifecycle_send_status(struct proxy *p)
 {
 	char status[256];
 
@@ -48,7 +48,7 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct proxy *p = userdata;
 
-	send_status(p);
+	lifecycle_send_status(p);
 	return sd_event_source_set_time_relative(s, STATUS_INTERVAL);
 }
 
@@ -148,7 +148,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		log_error("Reload failed; keeping the configuration in force.");
 		(void)sd_notify(false, "READY=1");
 		p->last_status[0] = 0;
-		send_status(p);
+		lifecycle_send_status(p);
 		return 0;
 	}
 
@@ -179,7 +179,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
 	(void)sd_notify(false, "READY=1");
 	p->last_status[0] = 0;
-	send_status(p);
+	lifecycle_send_status(p);
 	return 0;
 }
 
@@ -367,7 +367,7 @@ int proxy_run(struct proxy *p)
 
 	/* Ready: the listeners are watched and, if it is in use, the kernel path is attached. */
 	(void)sd_notify(false, "READY=1");
-	send_status(p);
+	lifecycle_send_status(p);
 	log_info("Forwarding %zu listener(s) on the %s path%s: %zu default backend(s), %zu "
 		 "listener route(s), %zu host route(s).",
 		 p->n_listeners, p->bpf ? "kernel" : "splice",

@@ -21,11 +21,7 @@
 
 size_t proxy_count_connections(const struct proxy *p)
 {
-	size_t n = 0;
-
-	for (const struct connection *c = p->connections; c; c = c->next)
-		n++;
-	return n;
+	return p->n_open;
 }
 
 /*

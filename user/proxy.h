@@ -43,7 +43,7 @@ struct proxy {
 	uint8_t peek_buf[PEEK_MAX]; /* one connection peeks at a time: the loop is single-threaded */
 
 	struct connection *connections;
-	unsigned n_open; /* this process's; stats->open counts every worker's */
+	unsigned n_open; /* the length of connections; stats->open counts every worker's */
 	uint64_t next_id;
 
 	/*
@@ -105,5 +105,7 @@ size_t proxy_count_connections(const struct proxy *p);
 int lifecycle_setup(struct proxy *p);
 /* Open connections changed: arm or disarm the --exit-idle-time timer. */
 void lifecycle_connections_changed(struct proxy *p);
+/* STATUS= from the shared counters, if it changed since the last one (clear last_status to force). */
+void lifecycle_send_status(struct proxy *p);
 
 #endif /* SR_PROXY_H */

@@ -55,7 +55,6 @@ struct supervisor {
 	uint64_t idle_since; /* 0: connections are open */
 	uint64_t restart_window_start;
 	unsigned restarts_in_window;
-	char last_status[256];
 };
 
 /* In the child: become worker i. Returns 0 in the child, the pid in the parent, or -errno. */
@@ -196,7 +195,6 @@ static void supervisor_tick(struct supervisor *s)
 {
 	const struct options *o = s->p->opts;
 	uint64_t now = now_usec();
-	char status[256];
 
 	if (s->watchdog_usec && now >= s->watchdog_next) {
 		(void)sd_notify(false, "WATCHDOG=1");
@@ -205,11 +203,7 @@ static void supervisor_tick(struct supervisor *s)
 	if (s->stopping)
 		return;
 
-	stats_format_status(s->p, status, sizeof(status));
-	if (!streq(status, s->last_status)) {
-		(void)sd_notifyf(false, "STATUS=%s", status);
-		snprintf(s->last_status, sizeof(s->last_status), "%s", status);
-	}
+	lifecycle_send_status(s->p);
 
 	/* The shared count includes connections still being set up in a worker. */
 	if (__atomic_load_n(&s->p->stats->open, __ATOMIC_RELAXED) > 0) {
@@ -243,7 +237,7 @@ static void supervisor_reload(struct supervisor *s)
 	}
 	options_free(o);
 	(void)sd_notify(false, "READY=1");
-	s->last_status[0] = 0;
+	p->last_status[0] = 0;
 }
 
 int workers_run(struct proxy *p)
