@@ -8,6 +8,11 @@
 
 set -euo pipefail
 
+# Debian's tools, as `make deps` installs them, come first. A user's shims must not stand in:
+# pyenv's python3 shim takes 0.3 s to start (0.6 s under load), which once made t-faults kill a
+# backend before its client had even connected.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$TOP/.output
 SOCKREDIR=${SOCKREDIR:-$OUT/sockredir} # make test SANITIZE=1 points it at the ASan build
@@ -196,6 +201,11 @@ proxy_sockets() {
 }
 proxy_sockets_at_most() {
 	[ "$(proxy_sockets)" -le "$1" ]
+}
+# proxy_accepted N: the proxy holds at least N established client sockets on $PORT. A connection
+# still in the listen backlog is established too, but belongs to no process yet.
+proxy_accepted() {
+	[ "$(ss -Htnp state established "( sport = :$PORT )" | grep -c "pid=$PROXY_PID,")" -ge "$1" ]
 }
 
 # run_modes FUNCTION: call FUNCTION "mode options" for each of SR_MODES.

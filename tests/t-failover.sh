@@ -56,19 +56,26 @@ one_mode() {
 	backend a
 	# (--fail-timeout 0: b is down at first, and must not be skipped once it is up)
 	start $m --balance least-conn --fail-timeout 0 "$T/a.sock" "$T/b.sock"
-	PORT=$PORT python3 - <<'PY' &
+	# The holder creates $T/held once its 4 connections are served, and keeps them open until
+	# the file is removed (for 30 s at most).
+	rm -f "$T/held"
+	PORT=$PORT HELD=$T/held python3 - <<'PY' &
 import os, socket, time
 held = [socket.create_connection(("127.0.0.1", int(os.environ["PORT"]))) for _ in range(4)]
 for s in held:
     s.sendall(b"x"); s.recv(1)
-time.sleep(4)
+open(os.environ["HELD"], "w").close()
+end = time.time() + 30
+while os.path.exists(os.environ["HELD"]) and time.time() < end:
+    time.sleep(0.05)
 PY
 	holder=$!
-	sleep 1
+	wait_for "4 connections held on a" 10 test -e "$T/held"
 	backend b
 	client --test rr --size 1K --rounds 2 --conns 4 || fail "least-conn ($m)"
-	stop_proxy
+	rm "$T/held"
 	wait $holder || true
+	stop_proxy
 	[ "$(served b)" = 4 ] || fail "least-conn should send the 4 new connections to b ($m)"
 	[ "$(served a)" = 4 ] || fail "a should have served the 4 held connections ($m)"
 

@@ -10,6 +10,10 @@ BG_PIDS+=($!)
 wait_for "notify socket" 5 test -S "$T/notify.sock"
 
 notified() { grep -q "$1" "$T/notify.out"; }
+open_connections() {
+	bpftool map dump pinned "/sys/fs/bpf/sockredir/$PROXY_NAME/sr_proxy_stats" 2>/dev/null |
+		grep -q "\"open\": $1,"
+}
 
 # 1. A transfer in flight when SIGTERM comes finishes; then the proxy exits 0.
 PROXY_ENV="-E NOTIFY_SOCKET=$T/notify.sock -E WATCHDOG_USEC=400000" start_proxy --mode bpf
@@ -19,7 +23,8 @@ wait_for "READY=1" 5 notified 'READY=1'
 wait_for "WATCHDOG=1" 5 notified 'WATCHDOG=1'
 client --test down --size 2G --timeout 60 >"$T/client.out" 2>&1 &
 cpid=$!
-sleep 0.3
+# SIGTERM only once sockredir has it: a client still in the backlog is left for the next instance.
+wait_for "the download to start" 5 open_connections 1
 kill -0 $cpid 2>/dev/null || fail "the download ended before SIGTERM; make it longer"
 kill -TERM "$PROXY_PID"
 wait_for "STOPPING=1" 5 notified 'STOPPING=1'
@@ -32,11 +37,6 @@ wait $cpid || fail "the in-flight download failed during the drain: $(cat "$T/cl
 wait_proxy
 grep -q 'waiting up to 10000 ms for' "$PROXY_LOG" || fail "the drain was not announced"
 [ "$(summary accepted)" = "$accepted_at_term" ] || fail "a connection was accepted after SIGTERM"
-
-open_connections() {
-	bpftool map dump pinned "/sys/fs/bpf/sockredir/$PROXY_NAME/sr_proxy_stats" 2>/dev/null |
-		grep -q "\"open\": $1,"
-}
 
 # 2. Past --drain-timeout, open connections are closed and the exit is still clean.
 start_proxy --mode bpf --drain-timeout 1s
@@ -58,9 +58,10 @@ wait $cpid && fail "the client should have been cut off"
 start_proxy --mode splice --drain-timeout 60s
 client --test up --size 64G --timeout 30 >/dev/null 2>&1 &
 cpid=$!
-sleep 0.3
+# --mode splice pins no counters: an accepted socket shows that sockredir has the client.
+wait_for "the upload to be accepted" 5 proxy_accepted 1
 kill -TERM "$PROXY_PID"
-sleep 0.2
+wait_for "the drain to start" 5 grep -q 'waiting up to 60000 ms for 1 connection' "$PROXY_LOG"
 kill -TERM "$PROXY_PID"
 wait_proxy
 grep -q 'again: closing all connections now' "$PROXY_LOG" || fail "second SIGTERM not handled"

@@ -102,14 +102,20 @@ PY
 
 	# --keepalive=30s: the accepted socket has a keepalive timer.
 	start $m --keepalive=30s
-	PORT=$PORT python3 - <<'PY' &
+	rm -f "$T/held"
+	PORT=$PORT HELD=$T/held python3 - <<'PY' &
 import os, socket, time
 s = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])))
-s.sendall(b"k"); s.recv(1); time.sleep(2)
+s.sendall(b"k"); s.recv(1)
+open(os.environ["HELD"], "w").close()
+end = time.time() + 30
+while os.path.exists(os.environ["HELD"]) and time.time() < end:
+    time.sleep(0.05)
 PY
 	holder=$!
-	sleep 0.5
+	wait_for "the connection to be served" 10 test -e "$T/held"
 	ss -tno state established "( sport = :$PORT )" >"$T/ss.out"
+	rm "$T/held"
 	grep -q 'timer:(keepalive,' "$T/ss.out" || fail "no keepalive timer on the client socket ($m): $(cat "$T/ss.out")"
 	wait $holder || true
 	stop_proxy
