@@ -14,6 +14,13 @@ expect() {
 }
 
 expect 0 'BACKEND is one of' --help
+
+# Priority prefixes only when stderr is the journal's stream (JOURNAL_STREAM=DEV:INODE names it).
+expect 2 "^Invalid --mode 'fast'" --mode fast /a
+: >"$T/journal"
+JOURNAL_STREAM=$(stat -c %d:%i "$T/journal") "$SOCKREDIR" --mode fast /a 2>>"$T/journal" || true
+grep -q "^<3>Invalid --mode 'fast'" "$T/journal" || fail "no <3> prefix with stderr on JOURNAL_STREAM: $(cat "$T/journal")"
+JOURNAL_STREAM=1:2 expect 2 "^Invalid --mode 'fast'" --mode fast /a
 expect 0 '^sockredir [0-9]' --version
 expect 2 'Missing BACKEND'
 expect 2 "Invalid BACKEND 'foo'" foo

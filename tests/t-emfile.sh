@@ -6,8 +6,12 @@ setup "$@"
 
 start_backend echo
 # 64 fds: about 20 go to the event loop and the BPF object, then 2 per connection.
-systemd-socket-activate -l "127.0.0.1:$PORT" bash -c 'ulimit -n 64 && exec "$@"' _ \
-	"$SOCKREDIR" --name emfile$$ --mode bpf "$T/backend.sock" 2>"$T/proxy.log" &
+# JOURNAL_STREAM names the log file, as systemd names the journal's stream: sockredir then puts
+# the "<N>" priority prefixes in, and the test can tell a warning from other lines.
+: >"$T/proxy.log"
+systemd-socket-activate -l "127.0.0.1:$PORT" -E JOURNAL_STREAM="$(stat -c %d:%i "$T/proxy.log")" \
+	bash -c 'ulimit -n 64 && exec "$@"' _ \
+	"$SOCKREDIR" --name emfile$$ --mode bpf "$T/backend.sock" 2>>"$T/proxy.log" &
 PROXY_PID=$!
 PROXY_NAME=emfile$$
 PIN_NAMES+=("$PROXY_NAME")

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Logging: one line per message on stderr, prefixed with its syslog priority as "<N>". */
+/*
+ * Logging: one line per message on stderr. When stderr is the journal, each line starts with its
+ * syslog priority as "<N>", which journald turns into the entry's priority; elsewhere, a terminal
+ * or a file, a person reads plain lines.
+ */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <bpf/libbpf.h>
 
@@ -11,6 +17,31 @@
 static int log_max_level = LOG_INFO;
 static bool libbpf_warnings = true;
 static char log_prefix[16];
+static bool log_priority_prefix;
+
+/*
+ * systemd sets JOURNAL_STREAM=DEV:INODE for a service whose stdout or stderr it connected to the
+ * journal. It stays in the environment of whatever the service runs, so compare it with stderr,
+ * as systemd's own log_open() does: a command run from a shell inside the service, with stderr
+ * on a terminal, prints plain lines.
+ */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_open(void)
+{
+	log_priority_prefix = stderr_is_journal();
+}
 
 void log_set_prefix(const char *prefix)
 {
@@ -27,9 +58,18 @@ int log_get_max_level(void)
 	return log_max_level;
 }
 
+/* "<N>" for the journal, else nothing. */
+static const char *priority(int level, char *buf, size_t size)
+{
+	if (!log_priority_prefix)
+		return "";
+	snprintf(buf, size, "<%d>", level);
+	return buf;
+}
+
 int log_internal(int level, int error, const char *func, const char *format, ...)
 {
-	char buf[1024];
+	char buf[1024], prio[8];
 	va_list ap;
 	int saved = errno;
 
@@ -42,10 +82,12 @@ int log_internal(int level, int error, const char *func, const char *format, ...
 	vsnprintf(buf, sizeof(buf), format, ap);
 	va_end(ap);
 
+	/* One fprintf() per line: glibc writes it with one write(), whole, beside other workers. */
 	if (log_max_level >= LOG_DEBUG)
-		fprintf(stderr, "<%d>%s%s: %s\n", level, log_prefix, func, buf);
+		fprintf(stderr, "%s%s%s: %s\n", priority(level, prio, sizeof(prio)), log_prefix,
+			func, buf);
 	else
-		fprintf(stderr, "<%d>%s%s\n", level, log_prefix, buf);
+		fprintf(stderr, "%s%s%s\n", priority(level, prio, sizeof(prio)), log_prefix, buf);
 
 	errno = saved;
 	return -error;
@@ -54,7 +96,7 @@ int log_internal(int level, int error, const char *func, const char *format, ...
 static int libbpf_print(enum libbpf_print_level level, const char *format, va_list ap)
 {
 	int prio = level == LIBBPF_WARN ? LOG_WARNING : level == LIBBPF_INFO ? LOG_INFO : LOG_DEBUG;
-	char buf[1024];
+	char buf[1024], pbuf[8];
 	size_t n;
 
 	/* libbpf is chatty at INFO about features it probes; keep that for -v too. */
@@ -70,7 +112,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *format, va_li
 	if (n == 0)
 		return 0;
 	/* libbpf's messages carry their own "libbpf: " prefix. */
-	fprintf(stderr, "<%d>%s\n", prio, buf);
+	fprintf(stderr, "%s%s\n", priority(prio, pbuf, sizeof(pbuf)), buf);
 	return 0;
 }
 

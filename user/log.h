@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Logging to stderr with sd-daemon "<N>" priority prefixes, so journald files each line at the
- * right level. The log_*_errno() helpers return the negative errno they were given, so that
+ * Logging to stderr, with sd-daemon "<N>" priority prefixes when stderr is the journal, so
+ * journald files each line at the right level. The log_*_errno() helpers return the negative errno they were given, so that
  * `return log_error_errno(r, "...: %m");` reads as one step; %m prints that errno.
  */
 #ifndef SR_LOG_H
@@ -11,6 +11,8 @@
 
 #include "util.h"
 
+/* Look at where stderr goes; call once at start-up, before the first message. */
+void log_open(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
 /* Put prefix (at most 15 bytes, such as "worker 2: ") before every message of this process. */

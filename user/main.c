@@ -169,8 +169,10 @@ out:
 
 int main(int argc, char *argv[])
 {
-	int r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1) :
-						      run(argc, argv);
+	int r;
+
+	log_open();
+	r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1) : run(argc, argv);
 
 	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
 }
