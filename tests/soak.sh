@@ -187,8 +187,8 @@ sample_row() { # INST PHASE
 	fi
 	if [ "${INST_MODE[$i]}" = splice ]; then
 		# No pins: the open and accepted counts from the last STATUS= (sent every 2 s on change).
-		json=$(grep -o 'STATUS=[0-9]* open, [0-9]* accepted' "$T/notify-$i.out" | tail -n 1 |
-			sed 's/STATUS=\([0-9]*\) open, \([0-9]*\) accepted/{"open":\1,"accepted":\2}/' || true)
+		json=$(grep -o 'STATUS=[^0-9]*[0-9]* open, [0-9]* accepted' "$T/notify-$i.out" | tail -n 1 |
+			sed 's/STATUS=[^0-9]*\([0-9]*\) open, \([0-9]*\) accepted/{"open":\1,"accepted":\2}/' || true)
 	else
 		json=$("$SOCKREDIR" stats --json "${INST_NAME[$i]}" 2>/dev/null || true)
 	fi

@@ -29,8 +29,11 @@ wait_for "port $PORT to be free" 5 bash -c "! ss -Hltn 'sport = :$PORT' | grep -
 PROXY_N=$((PROXY_N + 1))
 PROXY_NAME=nocap$$-auto
 PROXY_LOG=$T/proxy-auto.log
-systemd-socket-activate -l "127.0.0.1:$PORT" $DROP "$SOCKREDIR" --name "$PROXY_NAME" --mode auto \
-	"$T/backend.sock" 2>"$PROXY_LOG" &
+"$SRPEER" notify-listen "$T/notify.sock" --timeout 60 >"$T/notify.out" 2>&1 &
+BG_PIDS+=($!)
+wait_for "notify socket" 5 test -S "$T/notify.sock"
+systemd-socket-activate -l "127.0.0.1:$PORT" -E NOTIFY_SOCKET="$T/notify.sock" $DROP \
+	"$SOCKREDIR" --name "$PROXY_NAME" --mode auto "$T/backend.sock" 2>"$PROXY_LOG" &
 PROXY_PID=$!
 wait_for "listener" 5 port_listening "$PORT"
 client --test up --size 256M || fail "256 MiB upload with --mode auto, no CAP_BPF"
@@ -38,6 +41,9 @@ client --test down --size 256M || fail "256 MiB download with --mode auto, no CA
 grep -c 'Kernel path unavailable' "$PROXY_LOG" | grep -qx 1 || fail "want exactly one warning"
 grep -q 'Kernel path unavailable, every connection uses splice: .*Operation not permitted' \
 	"$PROXY_LOG" || fail "the warning does not name the reason"
+# systemctl status shows the downgrade and why, in STATUS=.
+grep -q 'STATUS=Splice only, kernel path unavailable (failed to .*: EPERM): [0-9]* open' \
+	"$T/notify.out" || fail "STATUS= does not say that the kernel path is off, and why: $(cat "$T/notify.out")"
 stop_proxy
 cat "$PROXY_LOG"
 [ "$(summary 'mode')" = 2 ] || fail "expected 2 connections on splice for reason 'mode'"

@@ -35,7 +35,7 @@ static void proxy_exit(struct proxy *p)
 
 void lifecycle_send_status(struct proxy *p)
 {
-	char status[256];
+	char status[sizeof(p->last_status)];
 
 	stats_format_status(p, status, sizeof(status));
 	if (streq(status, p->last_status))

@@ -2,8 +2,10 @@
 /* sockredir: a socket-activated TCP -> Unix redirector whose data path is a sockmap program. */
 #include <linux/capability.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "bpf-loader.h"
 #include "listen.h"
@@ -32,17 +34,20 @@ static const char *load_hint(int r)
 
 /*
  * Load the kernel path. --mode bpf makes any failure fatal; --mode auto logs one warning with
- * the reason and carries every connection on splice.
+ * the reason and carries every connection on splice. ret_path_status says which, for STATUS=.
  */
-static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
+static int setup_kernel_path(const struct options *o, struct bpf_state **ret, char *ret_path_status,
+			     size_t size)
 {
 	struct bpf_load_options lo = { .pin_path = o->pin_path, .map_entries = o->map_entries };
 	const char *what = "load the BPF object";
 	int r;
 
 	*ret = NULL;
-	if (o->mode == SR_MODE_SPLICE)
+	if (o->mode == SR_MODE_SPLICE) {
+		snprintf(ret_path_status, size, "Splice (--mode splice)");
 		return 0;
+	}
 
 	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
 		r = negative_errno();
@@ -53,6 +58,8 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 	}
 	if (r >= 0) {
 		log_debug("Kernel path loaded, pinned under %s.", o->pin_path);
+		snprintf(ret_path_status, size, "Kernel path%s",
+			 o->kernel_upload ? " both ways" : "");
 		return 0;
 	}
 	if (o->mode == SR_MODE_BPF)
@@ -63,6 +70,8 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret)
 			  "Kernel path unavailable, every connection uses splice: failed to %s: "
 			  "%m%s",
 			  what, load_hint(r));
+	snprintf(ret_path_status, size, "Splice only, kernel path unavailable (failed to %s: %s)",
+		 what, strerrorname_np(-r) ?: "error");
 	return 0;
 }
 
@@ -78,6 +87,25 @@ static struct sr_proxy_stats *shared_stats_new(void)
 	return mem == MAP_FAILED ? NULL : mem;
 }
 
+/*
+ * Services start with a soft limit of 1,024 open files: systemd keeps the soft limit low for the
+ * sake of programs that still use select(), and leaves the hard limit (LimitNOFILE=) for programs
+ * that know better to take. Each connection costs 2 fds, so take the hard limit, as systemd's own
+ * tools do. sockredir uses epoll only.
+ */
+static void rlimit_nofile_raise(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_debug_errno(errno, "Failed to raise the open files limit, ignoring: %m");
+	else
+		log_debug("Open files limit raised to %llu.", (unsigned long long)rl.rlim_cur);
+}
+
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
@@ -91,6 +119,7 @@ static int run(int argc, char *argv[])
 		return r;
 	if (p.opts->verbose)
 		log_set_max_level(LOG_DEBUG);
+	rlimit_nofile_raise();
 	p.upload_sndbuf = p.opts->upload_sndbuf;
 
 	e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
@@ -116,7 +145,7 @@ static int run(int argc, char *argv[])
 	if (r < 0)
 		goto out;
 
-	r = setup_kernel_path(p.opts, &bpf);
+	r = setup_kernel_path(p.opts, &bpf, p.path_status, sizeof(p.path_status));
 	if (r < 0)
 		goto out;
 	p.bpf = bpf;

@@ -76,7 +76,12 @@ struct proxy {
 	sd_event_source *exit_idle_timer;
 	sd_event_source *idle_sweep;
 	sd_event_source *status_timer;
-	char last_status[256];
+	char last_status[512];
+	/*
+	 * Which path this instance runs on, first in STATUS=: "Kernel path", or "Splice only" and
+	 * why, so that `systemctl status` shows a downgrade.
+	 */
+	char path_status[192];
 };
 
 /* Serve until SIGTERM/SIGINT and the drain are over. Returns 0 or negative errno (logged). */

@@ -43,9 +43,9 @@ void stats_format_status(const struct proxy *p, char *buf, size_t size)
 	if (p->bpf && bpf_state_read_kstats(p->bpf, &k) < 0)
 		k = (struct sr_kstats){};
 	snprintf(buf, size,
-		 "%" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
+		 "%s: %" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
 		 " splice); %s down, %s up",
-		 U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
+		 p->path_status, U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
 		 format_bytes(k.bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
 				      s->flushed_bytes,
 			      down, sizeof(down)),
