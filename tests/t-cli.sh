@@ -113,14 +113,19 @@ PY
 
 # --listen binds its own listeners: TCP and a Unix path (removed again on exit).
 start_backend echo
-"$SOCKREDIR" --mode bpf --name cli$$ --listen 127.0.0.1:$PORT --listen "$T/front.sock" \
-	"$T/backend.sock" 2>"$T/proxy-listen.log" &
+# Started with a soft open files limit of 1,024 under a higher hard one, as systemd starts
+# services: sockredir raises the soft limit to the hard one.
+(ulimit -Sn 1024 && exec "$SOCKREDIR" --mode bpf --name cli$$ --listen 127.0.0.1:$PORT \
+	--listen "$T/front.sock" "$T/backend.sock") 2>"$T/proxy-listen.log" &
 PROXY_PID=$!
 PROXY_NAME=cli$$
 PIN_NAMES+=("$PROXY_NAME")
 PROXY_LOG=$T/proxy-listen.log
 wait_for "--listen sockets" 5 test -S "$T/front.sock"
 client --test rr --size 64K --rounds 100 || fail "TCP --listen"
+read -r soft hard < <(awk '/^Max open files/ {print $4, $5}' "/proc/$PROXY_PID/limits")
+log "open files limit: soft $soft, hard $hard"
+[ "$soft" = "$hard" ] && [ "$soft" != 1024 ] || fail "the soft open files limit was not raised: $soft (hard $hard)"
 "$SRPEER" client --connect "$T/front.sock" --test rr --size 64K --rounds 100 || fail "Unix --listen"
 
 # A second instance with the same --name must not take over the first one's pins.
