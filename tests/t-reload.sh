@@ -74,17 +74,26 @@ wait_for "the failed reload" 5 reloaded 'Reload failed' 1
 grep -q "$T/sr.conf:2: Invalid mode 'fast'" "$PROXY_LOG" || fail "the bad line was not reported with file and line"
 client --test rr --size 1K --rounds 3 || fail "serving after a failed reload"
 
-# A route to a socket that does not exist: refused as at start-up.
+# A route to a socket that does not exist: refused as at start-up. `sockredir reload` (what
+# ExecReload= runs) waits for the outcome and fails with it.
 printf 'backend = %s\nroute = nosuch=%s\n' "$T/a.sock" "$T/a.sock" >"$T/sr.conf"
-kill -HUP "$PROXY_PID"
-wait_for "the second failed reload" 5 reloaded 'Reload failed' 2
+rc=0
+"$SOCKREDIR" reload "$PROXY_NAME" >"$T/reload.out" 2>&1 || rc=$?
+[ $rc = 1 ] || fail "sockredir reload of a bad config: exit status $rc, want 1: $(cat "$T/reload.out")"
+grep -q "refused the new configuration and keeps the old one" "$T/reload.out" ||
+	fail "sockredir reload did not say the reload was refused: $(cat "$T/reload.out")"
+reloaded 'Reload failed' 2 || fail "sockredir reload returned before the instance had reloaded"
 grep -q "no inherited socket is named 'nosuch'" "$PROXY_LOG" || fail "the missing socket was not named"
 client --test rr --size 1K --rounds 3 || fail "serving after the second failed reload"
 
-# A fixed option: said, and ignored.
+# A fixed option: said, and ignored. sockredir reload returns once the reload is done.
 printf 'backend = %s\nmap-entries = 100\n' "$T/b.sock" >"$T/sr.conf"
-kill -HUP "$PROXY_PID"
-wait_for "the third reload" 5 reloaded 'Reloaded:' 2
+"$SOCKREDIR" reload "$PROXY_NAME" || fail "sockredir reload of a good config failed"
+reloaded 'Reloaded:' 2 || fail "sockredir reload returned before the instance had reloaded"
+rc=0
+"$SOCKREDIR" reload nosuch$$ 2>"$T/reload.out" || rc=$?
+[ $rc = 1 ] && grep -q "No running instance 'nosuch$$'" "$T/reload.out" ||
+	fail "sockredir reload of no instance: status $rc: $(cat "$T/reload.out")"
 grep -q 'take effect only at start' "$PROXY_LOG" || fail "a changed fixed option was not reported"
 [ -e "/sys/fs/bpf/sockredir/$PROXY_NAME" ] || fail "the pins moved"
 stop_proxy

@@ -98,10 +98,11 @@ proxy_activate
 wait_for "READY=1" 5 notified 'READY=1'
 wait_for "WATCHDOG=1" 5 notified 'WATCHDOG=1'
 wait_for "STATUS=" 5 notified 'STATUS=.*accepted'
-kill -HUP "$PROXY_PID"
+# sockredir reload signals the supervisor and returns once both workers have reloaded.
+"$SOCKREDIR" reload "$PROXY_NAME" || fail "sockredir reload with 2 workers"
+grep -q 'worker 1: Reloaded' "$PROXY_LOG" && grep -q 'worker 2: Reloaded' "$PROXY_LOG" ||
+	fail "sockredir reload returned before both workers had reloaded"
 wait_for "RELOADING=1" 5 notified 'RELOADING=1'
-wait_for "worker 1 to reload" 5 grep -q 'worker 1: Reloaded' "$PROXY_LOG"
-wait_for "worker 2 to reload" 5 grep -q 'worker 2: Reloaded' "$PROXY_LOG"
 [ "$(grep -c 'READY=1' "$T/notify.out")" -ge 2 ] || fail "no READY=1 after the reload"
 client --test down --size 4G --timeout 60 >"$T/down.out" 2>&1 &
 d1=$!

@@ -149,6 +149,8 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		(void)sd_notify(false, "READY=1");
 		p->last_status[0] = 0;
 		lifecycle_send_status(p);
+		/* Last: `sockredir reload` returns when it sees this. */
+		stat_inc(p->stats->reloads_failed);
 		return 0;
 	}
 
@@ -168,7 +170,6 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	p->opts = TAKE_PTR(o);
 	routes_free(p->routes);
 	p->routes = TAKE_PTR(r);
-	stat_inc(p->stats->reloads);
 	if (p->opts->verbose)
 		log_set_max_level(LOG_DEBUG);
 
@@ -180,6 +181,8 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	(void)sd_notify(false, "READY=1");
 	p->last_status[0] = 0;
 	lifecycle_send_status(p);
+	/* Last: `sockredir reload` returns when it sees this. */
+	stat_inc(p->stats->reloads);
 	return 0;
 }
 

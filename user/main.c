@@ -13,6 +13,7 @@
 #include "options.h"
 #include "proxy.h"
 #include "privileges.h"
+#include "reload-cmd.h"
 #include "routes.h"
 #include "stats-cmd.h"
 #include "workers.h"
@@ -156,6 +157,7 @@ static int run(int argc, char *argv[])
 		goto out;
 	}
 	p.stats->workers = p.opts->workers;
+	p.stats->main_pid = (uint32_t)getpid();
 	p.stats->upload_kernel = p.kernel_upload;
 	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
@@ -201,7 +203,12 @@ int main(int argc, char *argv[])
 	int r;
 
 	log_open();
-	r = argc > 1 && streq(argv[1], "stats") ? stats_main(argc - 1, argv + 1) : run(argc, argv);
+	if (argc > 1 && streq(argv[1], "stats"))
+		r = stats_main(argc - 1, argv + 1);
+	else if (argc > 1 && streq(argv[1], "reload"))
+		r = reload_main(argc - 1, argv + 1);
+	else
+		r = run(argc, argv);
 
 	return r >= 0 ? EXIT_SUCCESS : r == -SR_EUSAGE ? EXIT_USAGE : EXIT_FAILURE;
 }

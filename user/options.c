@@ -163,7 +163,11 @@ static void help(void)
 	       "     --version            Show the version\n"
 	       "\n"
 	       "TIME is a number of seconds, or takes a unit: 500ms, 10s, 2min.\n"
-	       "Exit status: 0 on success and after SIGTERM, 1 on failure, 2 on bad usage.\n",
+	       "Exit status: 0 on success and after SIGTERM, 1 on failure, 2 on bad usage.\n"
+	       "\n"
+	       "Commands for running instances (see their --help):\n"
+	       "  stats [NAME...]         Show their counters\n"
+	       "  reload NAME             Reload one (SIGHUP) and wait for the outcome\n",
 	       program_invocation_short_name, SR_MAP_ENTRIES_DEFAULT);
 }
 
@@ -767,7 +771,7 @@ static int options_verify(struct options *o)
 	}
 	if (!o->name && !(o->name = strdup("default")))
 		return log_error_errno(ENOMEM, "Out of memory.");
-	if (!o->pin_path && asprintf(&o->pin_path, "/sys/fs/bpf/sockredir/%s", o->name) < 0) {
+	if (!o->pin_path && asprintf(&o->pin_path, SR_PIN_ROOT "/%s", o->name) < 0) {
 		o->pin_path = NULL;
 		return log_error_errno(ENOMEM, "Out of memory.");
 	}

@@ -23,6 +23,8 @@ enum sr_balance {
 
 /* A bound against typos: more workers than CPUs only adds wakeups. */
 #define SR_WORKERS_MAX 64
+/* Where instance NAME pins its maps by default: SR_PIN_ROOT/NAME. */
+#define SR_PIN_ROOT "/sys/fs/bpf/sockredir"
 
 /* Exit code for bad usage, distinct from a runtime failure (1). */
 #define EXIT_USAGE 2

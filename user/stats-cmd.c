@@ -20,8 +20,6 @@
 #include "options.h"
 #include "stats-cmd.h"
 
-#define PIN_ROOT "/sys/fs/bpf/sockredir"
-
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 /* The BPF ABI uses __u64 (unsigned long long); PRIu64 wants uint64_t. */
@@ -43,7 +41,7 @@ static const char *const fallback_names[_SR_FALLBACK_MAX] = {
 	[SR_FALLBACK_OTHER] = "other",
 };
 
-static int open_pin(const char *dir, const char *name)
+int stats_open_pin(const char *dir, const char *name)
 {
 	LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
 	char path[PATH_MAX];
@@ -65,13 +63,13 @@ static int read_instance(const char *dir, const char *name, struct instance_stat
 	int ncpu, r;
 
 	snprintf(st.name, sizeof(st.name), "%s", name);
-	fd_proxy = open_pin(dir, SR_MAP_PROXY_STATS);
+	fd_proxy = stats_open_pin(dir, SR_MAP_PROXY_STATS);
 	if (fd_proxy < 0)
 		return fd_proxy;
-	fd_kstats = open_pin(dir, SR_MAP_KSTATS);
+	fd_kstats = stats_open_pin(dir, SR_MAP_KSTATS);
 	if (fd_kstats < 0)
 		return fd_kstats;
-	fd_peers = open_pin(dir, SR_MAP_PEERS);
+	fd_peers = stats_open_pin(dir, SR_MAP_PEERS);
 	if (fd_peers < 0)
 		return fd_peers;
 
@@ -151,8 +149,8 @@ static void print_text(const struct instance_stats *st)
 	       st->peers, U(k->redirect_failed), U(k->held), U(k->empty_dropped),
 	       U(p->drain_checks));
 	printf("  setup         %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64
-	       " reloads\n",
-	       U(p->peek_failed), U(p->idle_closed), U(p->reloads));
+	       " reloads (%" PRIu64 " failed)\n",
+	       U(p->peek_failed), U(p->idle_closed), U(p->reloads), U(p->reloads_failed));
 }
 
 static void print_json(const struct instance_stats *st, bool first)
@@ -177,10 +175,10 @@ static void print_json(const struct instance_stats *st, bool first)
 	printf(",\"kernel_sockets\":%" PRIu64 ",\"redirect_failed\":%" PRIu64
 	       ",\"peer_missing\":%" PRIu64 ",\"held_skbs\":%" PRIu64 ",\"empty_dropped\":%" PRIu64
 	       ",\"drain_checks\":%" PRIu64 ",\"peek_failed\":%" PRIu64 ",\"idle_closed\":%" PRIu64
-	       ",\"reloads\":%" PRIu64 "}",
+	       ",\"reloads\":%" PRIu64 ",\"reloads_failed\":%" PRIu64 "}",
 	       st->peers, U(k->redirect_failed), U(k->peer_missing), U(k->held),
 	       U(k->empty_dropped), U(p->drain_checks), U(p->peek_failed), U(p->idle_closed),
-	       U(p->reloads));
+	       U(p->reloads), U(p->reloads_failed));
 }
 
 static void stats_help(void)
@@ -188,7 +186,7 @@ static void stats_help(void)
 	printf("%s stats [OPTIONS...] [NAME...]\n"
 	       "\n"
 	       "Show the counters of running sockredir instances, read from their pinned maps\n"
-	       "(" PIN_ROOT "/NAME). Without NAME: every instance found there.\n"
+	       "(" SR_PIN_ROOT "/NAME). Without NAME: every instance found there.\n"
 	       "\n"
 	       "     --json             One JSON array, for scripts\n"
 	       "     --watch=SECONDS    Print again every SECONDS until interrupted\n"
@@ -221,11 +219,11 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 		for (size_t i = 0; i < n_names; i++) {
 			char dir[PATH_MAX];
 
-			snprintf(dir, sizeof(dir), PIN_ROOT "/%s", names[i]);
+			snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", names[i]);
 			r = read_instance(dir, names[i], &st);
 			if (r < 0)
 				return log_error_errno(r,
-						       "No readable instance '%s' in " PIN_ROOT
+						       "No readable instance '%s' in " SR_PIN_ROOT
 						       ": %m",
 						       names[i]);
 			json ? print_json(&st, first) : print_text(&st);
@@ -235,15 +233,15 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 	} else {
 		struct dirent *de;
 
-		d = opendir(PIN_ROOT);
+		d = opendir(SR_PIN_ROOT);
 		if (!d && errno != ENOENT)
-			return log_error_errno(errno, "Failed to open " PIN_ROOT ": %m");
+			return log_error_errno(errno, "Failed to open " SR_PIN_ROOT ": %m");
 		while (d && (de = readdir(d))) {
 			char dir[PATH_MAX];
 
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(dir, sizeof(dir), PIN_ROOT "/%s", de->d_name);
+			snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", de->d_name);
 			r = read_instance(dir, de->d_name, &st);
 			if (r < 0) {
 				log_warning_errno(r, "Skipping %s: %m", dir);
@@ -257,7 +255,7 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 	if (json)
 		printf("]\n");
 	if (shown == 0)
-		log_error("No sockredir instance found under " PIN_ROOT ". Is one running? An "
+		log_error("No sockredir instance found under " SR_PIN_ROOT ". Is one running? An "
 			  "instance pins its maps there while it runs and removes them on exit.");
 	fflush(stdout);
 	return shown;
