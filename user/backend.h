@@ -13,5 +13,12 @@
 int backend_connect(const struct sr_address *a, int *ret_fd);
 /* The result of an in-progress connect: 0 or the negative errno it failed with. */
 int backend_connect_finish(int fd);
+/*
+ * What a connect() to a Unix path backend will meet, looked at without connecting: 0 (a socket
+ * this process may write to), -ENOENT (no socket there yet; *ret_dir_missing is set when its
+ * directory is missing too), -EACCES (a directory on the way, or the socket, refuses us), or
+ * -ENOTSOCK (something else is there). Any other address: 0.
+ */
+int backend_check_path(const struct sr_address *a, bool *ret_dir_missing);
 
 #endif /* SR_BACKEND_H */

@@ -178,6 +178,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	(void)arm_idle_sweep(p);
 	log_info("Reloaded: %zu default backend(s), %zu listener route(s), %zu host route(s).",
 		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
+	routes_check_backends(p->routes);
 	(void)sd_notify(false, "READY=1");
 	p->last_status[0] = 0;
 	lifecycle_send_status(p);

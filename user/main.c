@@ -180,6 +180,9 @@ static int run(int argc, char *argv[])
 				  p.kernel_upload ? " and CAP_NET_ADMIN" : "");
 	}
 
+	/* With the privileges connect() will have. */
+	routes_check_backends(p.routes);
+
 	/* The supervisor returns when its workers are gone; a worker returns 0 and serves. */
 	if (p.opts->workers > 1) {
 		r = workers_run(&p);

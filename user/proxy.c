@@ -186,6 +186,7 @@ void proxy_connection_closed(struct proxy *p)
 void proxy_log_connect_failure(struct proxy *p, int error, const struct route *rt)
 {
 	char what[512];
+	const char *hint;
 	uint64_t now = now_usec();
 	size_t off = 0;
 
@@ -202,14 +203,21 @@ void proxy_log_connect_failure(struct proxy *p, int error, const struct route *r
 
 		off += n > 0 ? (size_t)n : 0;
 	}
+	/* The one failure that is never the backend's: say where to look. */
+	hint = error == -EACCES || error == -EPERM ?
+		       " The socket needs write permission for sockredir's user, and the "
+		       "service's sandbox must let it reach the path (see README.md, \"Where "
+		       "backend sockets may live\")." :
+		       "";
 	if (p->connect_fail_suppressed > 0)
 		log_warning_errno(error,
 				  "Failed to connect to backend %s: %m (and %u more "
-				  "failures since the last message). Closing the client.",
-				  what, p->connect_fail_suppressed);
+				  "failures since the last message). Closing the client.%s",
+				  what, p->connect_fail_suppressed, hint);
 	else
-		log_warning_errno(error, "Failed to connect to backend %s: %m. Closing the client.",
-				  what);
+		log_warning_errno(error,
+				  "Failed to connect to backend %s: %m. Closing the client.%s",
+				  what, hint);
 	p->connect_fail_logged_at = now;
 	p->connect_fail_suppressed = 0;
 }

@@ -2,6 +2,7 @@
 /* Routes, backends, balancing and passive health. */
 #include <string.h>
 
+#include "backend.h"
 #include "listen.h"
 #include "log.h"
 #include "routes.h"
@@ -61,6 +62,40 @@ static struct backend *old_backend(const struct routes *old, const char *spec)
 	for (size_t i = 0; !b && i < old->n_by_host; i++)
 		b = find_backend(old->by_host[i], spec);
 	return b;
+}
+
+static void backend_check_reachable(const struct backend *b)
+{
+	bool dir_missing;
+	int r;
+
+	r = backend_check_path(&b->addr, &dir_missing);
+	if (r == 0)
+		return;
+	if (r == -ENOENT && !dir_missing) {
+		log_notice("Backend %s does not exist yet: clients wait for it up to the "
+			   "--connect-timeout.",
+			   b->spec);
+		return;
+	}
+	if (r == -ENOTSOCK) {
+		log_warning("Backend %s is not a socket: connections to it will fail.", b->spec);
+		return;
+	}
+	if (r == -EACCES || r == -EPERM)
+		log_warning_errno(r,
+				  "Backend %s can't be reached: %m. The socket file needs write "
+				  "permission for sockredir's user (uid %u), and every directory "
+				  "above it search permission. Under systemd, check User= and the "
+				  "sandbox: ProtectHome= hides /home, /root and /run/user.",
+				  b->spec, (unsigned)geteuid());
+	else if (r == -ENOENT)
+		log_warning("Backend %s: its directory does not exist. Under systemd, the "
+			    "sandbox may hide it: ProtectHome= hides /home, /root and /run/user, "
+			    "PrivateTmp= gives the service a /tmp of its own.",
+			    b->spec);
+	else
+		log_warning_errno(r, "Backend %s can't be checked: %m.", b->spec);
 }
 
 static int route_add_backend(struct route *rt, const struct routes *old, const char *spec)
@@ -300,4 +335,33 @@ void backend_report(struct backend *b, const struct routes *r, bool ok, uint64_t
 			   b->spec, b->fails,
 			   (unsigned long long)(r->fail_timeout / USEC_PER_MSEC));
 	b->skip_until = now + r->fail_timeout;
+}
+
+/* Route k of all: the default route, then by listener, then by host. */
+static const struct route *route_at(const struct routes *r, size_t k)
+{
+	if (k == 0)
+		return r->fallback;
+	k--;
+	return k < r->n_by_listener ? r->by_listener[k] : r->by_host[k - r->n_by_listener];
+}
+
+void routes_check_backends(const struct routes *r)
+{
+	size_t n = 1 + r->n_by_listener + r->n_by_host;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct route *rt = route_at(r, k);
+
+		for (size_t j = 0; j < rt->n_backends; j++) {
+			const char *spec = rt->backends[j]->spec;
+			bool seen = false;
+
+			/* Several routes may name one backend: say it once. */
+			for (size_t kk = 0; kk < k && !seen; kk++)
+				seen = find_backend(route_at(r, kk), spec);
+			if (!seen)
+				backend_check_reachable(rt->backends[j]);
+		}
+	}
 }

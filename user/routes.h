@@ -53,6 +53,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct routes *, routes_free);
 /* Every --route must name an inherited socket, and every socket without one needs a default. */
 struct listener;
 int routes_check_listeners(const struct routes *r, const struct listener *l, size_t n);
+/*
+ * Log what connect() will meet at each Unix backend's path, so that a path the service can't
+ * reach shows in the journal with the setting to change, instead of as empty replies later. A
+ * socket that is not there yet is fine: whatever creates it may start later, and clients wait for
+ * it up to --connect-timeout. Run it with the privileges that connect() will have.
+ */
+void routes_check_backends(const struct routes *r);
 
 /* The route of a listener: its --route, or NULL when it uses the default (and host) routes. */
 struct route *routes_for_listener(const struct routes *r, const char *name);
