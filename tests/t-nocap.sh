@@ -25,7 +25,8 @@ grep -q -- '--mode bpf: cannot use the kernel path: .*Operation not permitted' "
 	fail "--mode bpf did not name the reason"
 wait_for "port $PORT to be free" 5 bash -c "! ss -Hltn 'sport = :$PORT' | grep -q ."
 
-# --mode auto: one warning with the reason, then everything on splice, every byte right.
+# --mode auto: one warning with the reason, then everything on splice, every byte right; STATUS=
+# and sockredir stats say so, and why.
 PROXY_N=$((PROXY_N + 1))
 PROXY_NAME=nocap$$-auto
 PROXY_LOG=$T/proxy-auto.log
@@ -41,10 +42,21 @@ client --test down --size 256M || fail "256 MiB download with --mode auto, no CA
 grep -c 'Kernel path unavailable' "$PROXY_LOG" | grep -qx 1 || fail "want exactly one warning"
 grep -q 'Kernel path unavailable, every connection uses splice: .*Operation not permitted' \
 	"$PROXY_LOG" || fail "the warning does not name the reason"
+# sockredir stats finds the instance without pins, and says it runs on splice and why;
+# sockredir reload reaches it too.
+"$SOCKREDIR" stats "$PROXY_NAME" >"$T/stats.out" || fail "sockredir stats of a splice-only instance"
+cat "$T/stats.out"
+grep -q '^  running on    Splice only, kernel path unavailable (failed to .*: EPERM)$' "$T/stats.out" ||
+	fail "sockredir stats does not say why the kernel path is off"
+grep -q '^  dispatch      both ways by splice' "$T/stats.out" || fail "sockredir stats shows the wrong dispatch"
+"$SOCKREDIR" stats --json | grep -q "\"name\":\"$PROXY_NAME\",.*\"path_status\":\"Splice only, kernel path unavailable" ||
+	fail "sockredir stats --json (all instances) does not list the splice-only instance"
+"$SOCKREDIR" reload "$PROXY_NAME" || fail "sockredir reload of a splice-only instance"
 # systemctl status shows the downgrade and why, in STATUS=.
 grep -q 'STATUS=Splice only, kernel path unavailable (failed to .*: EPERM): [0-9]* open' \
 	"$T/notify.out" || fail "STATUS= does not say that the kernel path is off, and why: $(cat "$T/notify.out")"
 stop_proxy
+[ ! -e "/run/sockredir/$PROXY_NAME" ] || fail "the counters file was left behind"
 cat "$PROXY_LOG"
 [ "$(summary 'mode')" = 2 ] || fail "expected 2 connections on splice for reason 'mode'"
 [ "$(summary 'spliced down')" -ge $((256 << 20)) ] || fail "download not spliced"

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "bpf-loader.h"
@@ -15,6 +14,7 @@
 #include "privileges.h"
 #include "reload-cmd.h"
 #include "routes.h"
+#include "stats.h"
 #include "stats-cmd.h"
 #include "workers.h"
 
@@ -77,18 +77,6 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret, ch
 }
 
 /*
- * Without BPF the connection counters still live in a shared page, so that workers add into one
- * set and the supervisor reads the totals, as they do through sr_proxy_stats.
- */
-static struct sr_proxy_stats *shared_stats_new(void)
-{
-	void *mem = mmap(NULL, sizeof(struct sr_proxy_stats), PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	return mem == MAP_FAILED ? NULL : mem;
-}
-
-/*
  * Services start with a soft limit of 1,024 open files: systemd keeps the soft limit low for the
  * sake of programs that still use select(), and leaves the hard limit (LimitNOFILE=) for programs
  * that know better to take. Each connection costs 2 fds, so take the hard limit, as systemd's own
@@ -111,6 +99,7 @@ static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
 	struct proxy p = { .argc = argc, .argv = argv, .epoll_fd = -EBADF };
+	struct stats_runtime runtime = { .fd = -EBADF };
 	const char *e;
 	sigset_t mask;
 	int r;
@@ -151,10 +140,19 @@ static int run(int argc, char *argv[])
 		goto out;
 	p.bpf = bpf;
 	p.kernel_upload = bpf && p.opts->kernel_upload;
-	p.stats = bpf ? bpf_state_proxy_stats(bpf) : shared_stats_new();
-	if (!p.stats) {
-		r = log_error_errno(errno, "Failed to map the connection counters: %m");
-		goto out;
+	/*
+	 * Without BPF the counters still live in shared memory, so that workers add into one set
+	 * and the supervisor reads the totals, as they do through sr_proxy_stats.
+	 */
+	if (bpf)
+		p.stats = bpf_state_proxy_stats(bpf);
+	else {
+		r = stats_runtime_new(p.opts->name, p.path_status, &runtime);
+		if (r < 0) {
+			log_error_errno(r, "Failed to map the connection counters: %m");
+			goto out;
+		}
+		p.stats = &runtime.mem->proxy;
 	}
 	p.stats->workers = p.opts->workers;
 	p.stats->main_pid = (uint32_t)getpid();
@@ -194,8 +192,7 @@ out:
 	proxy_done(&p);
 	if (!p.worker)
 		bpf_state_unpin(bpf);
-	if (!bpf && p.stats)
-		munmap(p.stats, sizeof(*p.stats));
+	stats_runtime_done(&runtime, !p.worker);
 	listeners_free(p.listeners, p.n_listeners);
 	options_free(p.opts);
 	return r;

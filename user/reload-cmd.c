@@ -5,8 +5,9 @@
  * systemd 252 has no Type=notify-reload, and its reload job ends when the ExecReload= command
  * exits. `kill -HUP $MAINPID` exits at once and always with success, so `systemctl reload` would
  * return before the new configuration is in force, and succeed even when it was refused. This
- * sends SIGHUP to the instance's main process, named in its pinned counters, and waits there for
- * the outcome: every serving process counts its reload in `reloads` or `reloads_failed`.
+ * sends SIGHUP to the instance's main process, named in its counters (pinned, or in its counters
+ * file without the kernel path), and waits there for the outcome: every serving process counts
+ * its reload in `reloads` or `reloads_failed`.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,8 +15,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
-
-#include <bpf/bpf.h>
 
 #include "../bpf/sockredir.h"
 #include "log.h"
@@ -38,30 +37,16 @@ static void reload_help(void)
 	       program_invocation_short_name, SR_PIN_ROOT);
 }
 
-static int read_counters(int fd, struct sr_proxy_stats *ret)
+static int reload_instance(const char *name, const char *pin_path, uint64_t timeout)
 {
-	__u32 zero = 0;
-
-	if (bpf_map_lookup_elem(fd, &zero, ret) < 0)
-		return negative_errno();
-	return 0;
-}
-
-static int reload_instance(const char *dir, const char *name, uint64_t timeout)
-{
-	_cleanup_close_ int fd = -EBADF;
-	struct sr_proxy_stats before, now;
 	struct timespec poll = { .tv_nsec = RELOAD_POLL * NSEC_PER_USEC };
+	struct sr_proxy_stats before, now;
 	uint64_t waited = 0, answers, need;
 	int r;
 
-	fd = stats_open_pin(dir, SR_MAP_PROXY_STATS);
-	if (fd < 0)
-		return log_error_errno(fd, "No running instance '%s' (%s/%s): %m", name, dir,
-				       SR_MAP_PROXY_STATS);
-	r = read_counters(fd, &before);
+	r = stats_read_counters(name, pin_path, &before);
 	if (r < 0)
-		return log_error_errno(r, "Failed to read the counters of '%s': %m", name);
+		return log_error_errno(r, "No running instance '%s': %m", name);
 	if (before.main_pid <= 1)
 		return log_error_errno(-ESRCH, "Instance '%s' does not name its process.", name);
 
@@ -73,7 +58,7 @@ static int reload_instance(const char *dir, const char *name, uint64_t timeout)
 	/* Every worker reloads on its own, and counts once. */
 	need = before.workers ? before.workers : 1;
 	for (;;) {
-		r = read_counters(fd, &now);
+		r = stats_read_counters(name, pin_path, &now);
 		if (r < 0)
 			return log_error_errno(r, "Failed to read the counters of '%s': %m", name);
 		answers = (now.reloads - before.reloads) +
@@ -105,8 +90,7 @@ int reload_main(int argc, char *argv[])
 		{},
 	};
 	uint64_t timeout = RELOAD_TIMEOUT_DEFAULT;
-	const char *pin_path = NULL, *name;
-	char dir[PATH_MAX];
+	const char *pin_path = NULL;
 	int c;
 
 	optind = 0;
@@ -137,16 +121,7 @@ int reload_main(int argc, char *argv[])
 			program_invocation_short_name);
 		return -SR_EUSAGE;
 	}
-	name = argv[optind];
-	if (!pin_path) {
-		if (snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", name) >= (int)sizeof(dir)) {
-			log_error("Invalid instance name '%s': too long.", name);
-			return -SR_EUSAGE;
-		}
-		pin_path = dir;
-	}
-
 	/* Quiet libbpf: a missing pin is reported by us, once. */
 	log_bridge_libbpf(false);
-	return reload_instance(pin_path, name, timeout);
+	return reload_instance(argv[optind], pin_path, timeout);
 }

@@ -19,14 +19,24 @@
 #include "log.h"
 #include "options.h"
 #include "stats-cmd.h"
+#include "stats.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+static DIR *closedirp_and_null(DIR *d)
+{
+	if (d)
+		closedir(d);
+	return NULL;
+}
 
 /* The BPF ABI uses __u64 (unsigned long long); PRIu64 wants uint64_t. */
 #define U(x) ((uint64_t)(x))
 
 struct instance_stats {
 	char name[NAME_MAX + 1];
+	bool on_kernel_path;   /* pinned; else splice only */
+	char path_status[192]; /* "Kernel path", or "Splice only, ..." and why, as in STATUS= */
 	struct sr_proxy_stats proxy;
 	struct sr_kstats kernel;
 	uint64_t peers; /* entries in sr_peers: sockets on the kernel path now */
@@ -41,7 +51,7 @@ static const char *const fallback_names[_SR_FALLBACK_MAX] = {
 	[SR_FALLBACK_OTHER] = "other",
 };
 
-int stats_open_pin(const char *dir, const char *name)
+static int stats_open_pin(const char *dir, const char *name)
 {
 	LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
 	char path[PATH_MAX];
@@ -104,7 +114,62 @@ static int read_instance(const char *dir, const char *name, struct instance_stat
 		st.peers++;
 	}
 
+	st.on_kernel_path = true;
+	snprintf(st.path_status, sizeof(st.path_status), "Kernel path%s",
+		 st.proxy.upload_kernel ? " both ways" : "");
 	*ret = st;
+	return 0;
+}
+
+/* An instance without the kernel path: its counters file in SR_RUN_ROOT/NAME (see stats.h). */
+static int read_runtime_instance(const char *name, struct instance_stats *ret)
+{
+	struct instance_stats st = {};
+	struct sr_runtime_stats rs;
+	char dir[PATH_MAX];
+	int r;
+
+	if (snprintf(dir, sizeof(dir), SR_RUN_ROOT "/%s", name) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	r = stats_runtime_read(dir, &rs);
+	if (r < 0)
+		return r;
+	snprintf(st.name, sizeof(st.name), "%s", name);
+	st.proxy = rs.proxy;
+	snprintf(st.path_status, sizeof(st.path_status), "%s", rs.path_status);
+	*ret = st;
+	return 0;
+}
+
+/* Instance NAME, pinned or not. */
+static int read_named(const char *name, struct instance_stats *ret)
+{
+	char dir[PATH_MAX];
+	int r, k;
+
+	if (snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", name) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	r = read_instance(dir, name, ret);
+	if (r != -ENOENT)
+		return r;
+	k = read_runtime_instance(name, ret);
+	return k == -ENOENT || k == -ESTALE ? r : k;
+}
+
+int stats_read_counters(const char *name, const char *pin_path, struct sr_proxy_stats *ret)
+{
+	struct instance_stats st;
+	int r;
+
+	if (pin_path) {
+		const char *base = strrchr(pin_path, '/');
+
+		r = read_instance(pin_path, base ? base + 1 : pin_path, &st);
+	} else
+		r = read_named(name, &st);
+	if (r < 0)
+		return r;
+	*ret = st.proxy;
 	return 0;
 }
 
@@ -123,6 +188,7 @@ static void print_text(const struct instance_stats *st)
 	const struct sr_kstats *k = &st->kernel;
 
 	printf("%s\n", st->name);
+	printf("  running on    %s\n", st->path_status);
 	printf("  connections   %" PRIu64 " open, %" PRIu64 " accepted, %" PRIu64
 	       " backend connect failures\n",
 	       U(p->open), U(p->accepted), U(p->connect_failed));
@@ -130,10 +196,13 @@ static void print_text(const struct instance_stats *st)
 	       " splice\n",
 	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
 	/* The path per direction, as measured: see README.md, "Which path each direction takes". */
-	printf("  dispatch      down in the kernel, up %s; %u worker(s)\n",
-	       p->upload_kernel ? "in the kernel (--kernel-upload, no memory bound)" :
-				  "by splice (TCP flow control bounds it)",
-	       p->workers);
+	if (st->on_kernel_path)
+		printf("  dispatch      down in the kernel, up %s; %u worker(s)\n",
+		       p->upload_kernel ? "in the kernel (--kernel-upload, no memory bound)" :
+					  "by splice (TCP flow control bounds it)",
+		       p->workers);
+	else
+		printf("  dispatch      both ways by splice; %u worker(s)\n", p->workers);
 	printf("  fallbacks    ");
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
 		printf(" %s %" PRIu64 "%s", fallback_names[i], U(p->fallback[i]),
@@ -164,8 +233,11 @@ static void print_json(const struct instance_stats *st, bool first)
 	       ",\"splice\":%" PRIu64 ",",
 	       first ? "" : ",", st->name, U(p->open), U(p->accepted), U(p->connect_failed),
 	       U(p->kernel), U(p->kernel_upload), fallback_total(p));
-	printf("\"dispatch\":{\"down\":\"kernel\",\"up\":\"%s\",\"workers\":%u},\"fallbacks\":{",
-	       p->upload_kernel ? "kernel" : "splice", p->workers);
+	/* path_status holds no '"' or '\\': it is made of our own messages and errno names. */
+	printf("\"path_status\":\"%s\",", st->path_status);
+	printf("\"dispatch\":{\"down\":\"%s\",\"up\":\"%s\",\"workers\":%u},\"fallbacks\":{",
+	       st->on_kernel_path ? "kernel" : "splice",
+	       st->on_kernel_path && p->upload_kernel ? "kernel" : "splice", p->workers);
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
 		printf("%s\"%s\":%" PRIu64, i > 1 ? "," : "", fallback_names[i], U(p->fallback[i]));
 	printf("},\"bytes\":{\"down\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64
@@ -186,7 +258,9 @@ static void stats_help(void)
 	printf("%s stats [OPTIONS...] [NAME...]\n"
 	       "\n"
 	       "Show the counters of running sockredir instances, read from their pinned maps\n"
-	       "(" SR_PIN_ROOT "/NAME). Without NAME: every instance found there.\n"
+	       "(" SR_PIN_ROOT
+	       "/NAME), or for an instance without the kernel path from\n" SR_RUN_ROOT
+	       "/NAME. Without NAME: every instance found there.\n"
 	       "\n"
 	       "     --json             One JSON array, for scripts\n"
 	       "     --watch=SECONDS    Print again every SECONDS until interrupted\n"
@@ -217,14 +291,11 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 		shown++;
 	} else if (n_names > 0) {
 		for (size_t i = 0; i < n_names; i++) {
-			char dir[PATH_MAX];
-
-			snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", names[i]);
-			r = read_instance(dir, names[i], &st);
+			r = read_named(names[i], &st);
 			if (r < 0)
 				return log_error_errno(r,
 						       "No readable instance '%s' in " SR_PIN_ROOT
-						       ": %m",
+						       " or " SR_RUN_ROOT ": %m",
 						       names[i]);
 			json ? print_json(&st, first) : print_text(&st);
 			first = false;
@@ -251,12 +322,31 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 			first = false;
 			shown++;
 		}
+		/* Instances without the kernel path; those a crash left behind are skipped. */
+		d = closedirp_and_null(d);
+		d = opendir(SR_RUN_ROOT);
+		while (d && (de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			r = read_runtime_instance(de->d_name, &st);
+			if (r == -ENOENT || r == -ESTALE)
+				continue;
+			if (r < 0) {
+				log_warning_errno(r, "Skipping " SR_RUN_ROOT "/%s: %m", de->d_name);
+				continue;
+			}
+			json ? print_json(&st, first) : print_text(&st);
+			first = false;
+			shown++;
+		}
 	}
 	if (json)
 		printf("]\n");
 	if (shown == 0)
-		log_error("No sockredir instance found under " SR_PIN_ROOT ". Is one running? An "
-			  "instance pins its maps there while it runs and removes them on exit.");
+		log_error(
+			"No sockredir instance found under " SR_PIN_ROOT " or " SR_RUN_ROOT
+			". Is one running? An instance pins its maps there (or, without the kernel "
+			"path, keeps its counters there) while it runs, and removes them on exit.");
 	fflush(stdout);
 	return shown;
 }

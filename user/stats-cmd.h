@@ -5,7 +5,11 @@
 
 /* argv[0] is "stats". Returns 0, -SR_EUSAGE on bad usage, or a negative errno (logged). */
 int stats_main(int argc, char *argv[]);
-/* Open the pin NAME in an instance's pin directory DIR, read-only. Returns an fd or -errno. */
-int stats_open_pin(const char *dir, const char *name);
+/*
+ * The counters of running instance NAME: from its pins in pin_path if not NULL, else from
+ * SR_PIN_ROOT/NAME or, without the kernel path, its counters file. Returns 0 or -errno.
+ */
+struct sr_proxy_stats;
+int stats_read_counters(const char *name, const char *pin_path, struct sr_proxy_stats *ret);
 
 #endif /* SR_STATS_CMD_H */

@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Counters. The proxy's live in sr_proxy_stats (mmap), the data path's in sr_kstats. */
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "bpf-loader.h"
 #include "log.h"
@@ -76,4 +82,91 @@ void stats_log_summary(struct proxy *p)
 		 U(k.bytes[SR_DIR_DOWN]), U(k.bytes[SR_DIR_UP]), U(s->spliced_bytes[SR_DIR_UP]),
 		 U(s->spliced_bytes[SR_DIR_DOWN]), U(s->flushed_bytes), U(s->drain_checks),
 		 U(k.redirect_failed), U(k.held));
+}
+
+int stats_runtime_new(const char *name, const char *path_status, struct stats_runtime *ret)
+{
+	_cleanup_free_ char *dir = NULL, *path = NULL;
+	_cleanup_close_ int fd = -EBADF;
+	void *mem;
+	int r;
+
+	*ret = (struct stats_runtime){ .fd = -EBADF };
+	if (asprintf(&dir, SR_RUN_ROOT "/%s", name) < 0 ||
+	    asprintf(&path, "%s/" SR_RUNTIME_STATS, dir) < 0)
+		return -ENOMEM;
+
+	/* Under systemd, RuntimeDirectory=sockredir/%i has made both. */
+	if ((mkdir(SR_RUN_ROOT, 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(dir, 0755) < 0 && errno != EEXIST))
+		r = negative_errno();
+	else {
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		r = fd < 0 ? negative_errno() : 0;
+	}
+	if (r >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+		r = errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+	if (r >= 0 && ftruncate(fd, 0) < 0)
+		r = negative_errno();
+	if (r >= 0 && ftruncate(fd, sizeof(struct sr_runtime_stats)) < 0)
+		r = negative_errno();
+	if (r < 0) {
+		log_notice_errno(r,
+				 "Failed to create %s (%m): `sockredir stats` and `sockredir "
+				 "reload` won't find this instance.",
+				 path);
+		fd = safe_close(fd);
+		dir = mfree(dir);
+	}
+
+	mem = mmap(NULL, sizeof(struct sr_runtime_stats), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | (fd >= 0 ? 0 : MAP_ANONYMOUS), fd, 0);
+	if (mem == MAP_FAILED)
+		return negative_errno();
+	ret->mem = mem;
+	snprintf(ret->mem->path_status, sizeof(ret->mem->path_status), "%s", path_status);
+	ret->fd = TAKE_FD(fd);
+	ret->dir = TAKE_PTR(dir);
+	return 0;
+}
+
+void stats_runtime_done(struct stats_runtime *rt, bool remove)
+{
+	if (rt->mem)
+		munmap(rt->mem, sizeof(*rt->mem));
+	if (remove && rt->dir) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/" SR_RUNTIME_STATS, rt->dir);
+		(void)unlink(path);
+		(void)rmdir(rt->dir);
+	}
+	rt->fd = safe_close(rt->fd);
+	rt->dir = mfree(rt->dir);
+	rt->mem = NULL;
+}
+
+int stats_runtime_read(const char *dir, struct sr_runtime_stats *ret)
+{
+	_cleanup_close_ int fd = -EBADF;
+	struct sr_runtime_stats st;
+	char path[PATH_MAX];
+	ssize_t n;
+
+	if (snprintf(path, sizeof(path), "%s/" SR_RUNTIME_STATS, dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return negative_errno();
+	/* The instance holds LOCK_EX while it runs: a shared lock we can take means it is gone. */
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+		return -ESTALE;
+	n = pread(fd, &st, sizeof(st), 0);
+	if (n < 0)
+		return negative_errno();
+	if (n != sizeof(st))
+		return -EBADMSG;
+	st.path_status[sizeof(st.path_status) - 1] = 0;
+	*ret = st;
+	return 0;
 }

@@ -3,9 +3,45 @@
 #ifndef SR_STATS_H
 #define SR_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "../bpf/sockredir.h"
+
 struct proxy;
+
+/*
+ * Without the kernel path there are no pins, yet `sockredir stats` and `sockredir reload` must
+ * still find the instance, and see why it runs on splice: its counters then live in a file,
+ * SR_RUN_ROOT/NAME/SR_RUNTIME_STATS, shared by mmap like the BPF array. The running instance
+ * holds a lock on it, so that a reader can tell it from one a crash left behind.
+ */
+#define SR_RUN_ROOT	 "/run/sockredir"
+#define SR_RUNTIME_STATS "stats"
+
+struct sr_runtime_stats {
+	struct sr_proxy_stats proxy;
+	char path_status[192]; /* as in STATUS=: "Splice only, ..." and why */
+};
+
+struct stats_runtime {
+	struct sr_runtime_stats *mem;
+	int fd;	   /* holds the lock while the instance runs */
+	char *dir; /* SR_RUN_ROOT/NAME, or NULL: anonymous memory, invisible to readers */
+};
+
+/*
+ * Counters for an instance without the kernel path, in SR_RUN_ROOT/NAME, or in anonymous shared
+ * memory when that can't be created (said at notice level: `sockredir stats` won't see it).
+ */
+int stats_runtime_new(const char *name, const char *path_status, struct stats_runtime *ret);
+/* Unmap; remove the file and its directory if remove (the process that made them). */
+void stats_runtime_done(struct stats_runtime *rt, bool remove);
+/*
+ * Read the counters of running instance NAME from its file (dir: SR_RUN_ROOT/NAME). -ENOENT if
+ * there is none, -ESTALE if the instance that wrote it is gone.
+ */
+int stats_runtime_read(const char *dir, struct sr_runtime_stats *ret);
 
 /*
  * sr_proxy_stats is one page shared by every worker process (a MAP_SHARED mmap of the BPF array,

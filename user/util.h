@@ -59,6 +59,13 @@ static inline void freep(void *p)
 	free(*(void **)p);
 }
 
+/* Free and return NULL, so that `p = mfree(p)` works. */
+static inline void *mfree(void *p)
+{
+	free(p);
+	return NULL;
+}
+
 #define _cleanup_close_ _cleanup_(closep)
 #define _cleanup_free_	_cleanup_(freep)
 
