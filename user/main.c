@@ -18,16 +18,28 @@
 #include "stats-cmd.h"
 #include "workers.h"
 
-static const char *load_hint(int r)
+/* What to change, by the step that failed: the pin directory, or loading itself. */
+static const char *load_hint(int r, const char *what)
 {
+	bool pins = strstr(what, "pin") != NULL;
+
 	switch (-r) {
+	case EROFS:
+		return pins ? " (the pin directory must be writable: under systemd, "
+			      "ReadWritePaths=/sys/fs/bpf/sockredir)" :
+			      "";
 	case EPERM:
 	case EACCES:
-		return " (loading needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; in a container, "
-		       "the seccomp profile must also allow bpf())";
+		if (pins)
+			return " (sockredir's user may not write there: under systemd, the "
+			       "tmpfiles.d entry for /sys/fs/bpf/sockredir must exist, and a user "
+			       "other than root needs SupplementaryGroups=sockredir)";
+		return " (loading needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and a seccomp "
+		       "filter that allows bpf(): under systemd, CapabilityBoundingSet= or "
+		       "AmbientCapabilities=, and SystemCallFilter=)";
 	case ENOENT:
 	case ESRCH:
-		return " (does the kernel have BTF at /sys/kernel/btf/vmlinux?)";
+		return pins ? "" : " (does the kernel have BTF at /sys/kernel/btf/vmlinux?)";
 	default:
 		return "";
 	}
@@ -66,11 +78,11 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret, ch
 	if (o->mode == SR_MODE_BPF)
 		return log_error_errno(r,
 				       "--mode bpf: cannot use the kernel path: failed to %s: %m%s",
-				       what, load_hint(r));
+				       what, load_hint(r, what));
 	log_warning_errno(r,
 			  "Kernel path unavailable, every connection uses splice: failed to %s: "
 			  "%m%s",
-			  what, load_hint(r));
+			  what, load_hint(r, what));
 	snprintf(ret_path_status, size, "Splice only, kernel path unavailable (failed to %s: %s)",
 		 what, strerrorname_np(-r) ?: "error");
 	return 0;

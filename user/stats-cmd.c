@@ -149,8 +149,12 @@ static int read_named(const char *name, struct instance_stats *ret)
 
 	if (snprintf(dir, sizeof(dir), SR_PIN_ROOT "/%s", name) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
+	/*
+	 * Not only -ENOENT: where bpf() itself is refused (the reason this instance may have no
+	 * pins at all), opening a pin fails with EPERM.
+	 */
 	r = read_instance(dir, name, ret);
-	if (r != -ENOENT)
+	if (r >= 0)
 		return r;
 	k = read_runtime_instance(name, ret);
 	return k == -ENOENT || k == -ESTALE ? r : k;
