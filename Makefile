@@ -39,12 +39,19 @@ BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
 TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
 	      $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
 
-# Debian packages: to build, to test, and for the demo.
+# Debian packages: to build; for the demo (tests/demo.sh: systemd-socket-activate, ss, curl, and
+# bpftool from DEPS_BUILD); to test; to benchmark; for the tests that boot systemd under nspawn; and
+# to make the .deb (lintian is for the package test, `make deb` doesn't run it).
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
+DEPS_DEMO  := systemd iproute2 curl
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc man-db groff-base \
 	      bsdextrautils
 DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
 DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
+DEPS_NSPAWN := debootstrap systemd-container
+DEPS_DEB   := debhelper dpkg-dev
+DEPS_ALL   := $(DEPS_BUILD) $(DEPS_DEMO) $(DEPS_TEST) $(DEPS_BENCH) $(DEPS_EXTRA) $(DEPS_NSPAWN) \
+	      $(DEPS_DEB) lintian
 
 ifeq ($(V),1)
 Q =
@@ -56,7 +63,8 @@ endif
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all clean deps demo test check bench soak install uninstall format
+.PHONY: all clean deps deps-demo deps-test deps-bench deps-deb demo test check bench soak deb \
+	install uninstall format
 
 all: $(OUTPUT)/sockredir
 
@@ -87,7 +95,7 @@ $(OUTPUT)/user/bpf-loader.o: $(OUTPUT)/sockredir.skel.h
 
 $(OUTPUT)/user/%.o: user/%.c | $(OUTPUT)/user
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(USER_CFLAGS) -c $< -o $@
 
 $(OUTPUT)/sockredir: $(USER_OBJS) $(OUTPUT)/user/main.o
 	$(call msg,LINK,$@)
@@ -116,9 +124,15 @@ $(OUTPUT)/test-proxy-protocol: tests/test-proxy-protocol.c $(OUTPUT)/user/proxy-
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ -o $@
 
-# Install missing Debian packages when root; otherwise say what to run.
-deps:
-	@missing=""; for p in $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH) $(DEPS_EXTRA); do \
+# Install the missing Debian packages among DEPS when root; otherwise say what to run. Each goal
+# installs only what it needs; `make deps` installs everything.
+deps:       DEPS = $(DEPS_ALL)
+deps-test:  DEPS = $(DEPS_ALL)
+deps-demo:  DEPS = $(DEPS_BUILD) $(DEPS_DEMO)
+deps-bench: DEPS = $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_BENCH)
+deps-deb:   DEPS = $(DEPS_BUILD) $(DEPS_DEB)
+deps deps-test deps-demo deps-bench deps-deb:
+	@missing=""; for p in $(sort $(DEPS)); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 			|| missing="$$missing $$p"; \
 	done; \
@@ -134,11 +148,11 @@ deps:
 		echo "  apt-get install$$missing"; exit 1; \
 	fi
 
-demo: deps
+demo: deps-demo
 	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer
 	@tests/demo.sh
 
-test: deps
+test: deps-test
 ifeq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE= all $(patsubst $(OUTPUT)/%,.output/%,$(TEST_PROGS))
 	@$(MAKE) --no-print-directory SANITIZE=1 all
@@ -151,12 +165,12 @@ else
 endif
 
 # `make soak DURATION=10m`: mixed traffic and faults for a while, with trends. Not in `make test`.
-soak: deps
+soak: deps-test
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
 	@DURATION=$(DURATION) tests/soak.sh
 
 # `make bench` (about 10 minutes) or `make bench QUICK=1` (about 1 minute).
-bench: deps
+bench: deps-bench
 	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer $(BENCH_PROGS)
 	@QUICK=$(QUICK) bench/run.sh
 
@@ -165,6 +179,11 @@ check: test
 # systemd looks for units in /usr/local/lib/systemd/system too.
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/sockredir
+# Under $(DOCDIR)/examples/: a config file, the socket drop-in it needs, and the drop-ins that run
+# an instance as another user than root.
+EXAMPLES := examples/web.conf examples/sockredir@web.socket.d/listen.conf sockredir-user.conf \
+	    sockredir-home.conf
 
 install: $(OUTPUT)/sockredir
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX)/bin/sockredir)
@@ -174,12 +193,41 @@ install: $(OUTPUT)/sockredir
 	$(Q)sed 's|/usr/local/bin/sockredir|$(PREFIX)/bin/sockredir|' units/sockredir@.service \
 		>$(OUTPUT)/sockredir@.service
 	$(Q)install -D -m 0644 $(OUTPUT)/sockredir@.service $(DESTDIR)$(UNITDIR)/sockredir@.service
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX)/lib/sysusers.d/sockredir.conf tmpfiles.d/sockredir.conf)
+	$(Q)install -D -m 0644 units/sockredir.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/sockredir.conf
+	$(Q)install -D -m 0644 units/sockredir.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/sockredir.conf
 	$(call msg,INSTALL,$(DESTDIR)$(MANDIR)/man8/sockredir.8)
 	$(Q)install -D -m 0644 user/sockredir.8 $(DESTDIR)$(MANDIR)/man8/sockredir.8
+	$(call msg,INSTALL,$(DESTDIR)$(DOCDIR)/examples/)
+	$(Q)for f in $(EXAMPLES); do \
+		install -D -m 0644 units/$$f $(DESTDIR)$(DOCDIR)/examples/$${f#examples/} || exit 1; \
+	done
 
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/sockredir $(DESTDIR)$(UNITDIR)/sockredir@.socket \
-		$(DESTDIR)$(UNITDIR)/sockredir@.service $(DESTDIR)$(MANDIR)/man8/sockredir.8
+		$(DESTDIR)$(UNITDIR)/sockredir@.service $(DESTDIR)$(MANDIR)/man8/sockredir.8 \
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d/sockredir.conf \
+		$(DESTDIR)$(PREFIX)/lib/tmpfiles.d/sockredir.conf \
+		$(addprefix $(DESTDIR)$(DOCDIR)/examples/,$(patsubst examples/%,%,$(EXAMPLES)))
+	$(Q)rmdir $(DESTDIR)$(DOCDIR)/examples/sockredir@web.socket.d $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# `make deb`: sockredir_VERSION-REVISION_ARCH.deb, with its .buildinfo and .changes, here rather
+# than in the parent directory. debian/rules builds with Debian's flags into .output/deb, through
+# `make` and `make install`; the output goes to .output/deb.log unless V=1. Not signed, no -dbgsym.
+DEB_PVA = sockredir_$(shell dpkg-parsechangelog -S Version)_$(shell dpkg --print-architecture)
+deb: deps-deb
+	$(Q)v=$$(dpkg-parsechangelog -S Version); [ "$${v%-*}" = "$(VERSION)" ] || \
+		{ echo "debian/changelog is at $$v, but VERSION is $(VERSION)" >&2; exit 1; }
+	$(call msg,DEB,$(DEB_PVA).deb)
+	$(Q)mkdir -p $(OUTPUT)
+	$(Q)env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL SOCKREDIR_DEB_DIR=$(CURDIR) \
+		DEB_BUILD_OPTIONS="noautodbgsym $(DEB_BUILD_OPTIONS)" \
+		dpkg-buildpackage -us -uc -b --jobs-try=auto \
+		--buildinfo-option=-u$(CURDIR) --buildinfo-file=$(CURDIR)/$(DEB_PVA).buildinfo \
+		--changes-option=-u$(CURDIR) --changes-file=$(CURDIR)/$(DEB_PVA).changes \
+		$(if $(Q),>$(OUTPUT)/deb.log 2>&1 || { tail -n 30 $(OUTPUT)/deb.log; \
+		echo "make deb failed; the whole log is $(OUTPUT)/deb.log" >&2; exit 1; })
 
 format:
 	$(Q)clang-format -i bpf/*.c bpf/*.h user/*.c user/*.h
