@@ -360,3 +360,94 @@ sd_setup() {
 	sd_install
 	log "container ready in $((SECONDS - start))s"
 }
+
+# --- Added for t-systemd-reload, t-systemd-watchdog and t-systemd-deb. Nothing above uses them.
+#
+#   sd_setup_bare        sd_setup without sd_install: no sockredir in the container (only srpeer)
+#   sd_backend UNIT SOCKET [MODE]   an srpeer backend (echo by default) as a transient service
+#   sd_instance NAME PORT [DROPIN]  the listen drop-in (and a service drop-in), enable --now
+#   sd_client PORT ARGS  an srpeer client from the test, against 127.0.0.1:PORT
+#   sd_main_pid UNIT     the unit's MainPID, as the container sees it (0: none)
+#   sd_unix_conns UNIT SOCKET   the connections from UNIT that the backend on SOCKET holds now
+
+SD_SRPEER=/usr/local/bin/srpeer
+
+# sd_install_srpeer: srpeer into /usr/local/bin, which no package owns.
+sd_install_srpeer() {
+	install -D -m 0755 "$SRPEER" "$SD_ROOT$SD_SRPEER" || fail "cannot install srpeer into the root"
+}
+
+# sd_setup_bare: as sd_setup, but the container gets no `make install`: for a test that installs
+# sockredir itself (the .deb). Only srpeer is installed, for the backends.
+sd_setup_bare() {
+	need_root
+	need_cmd debootstrap systemd-nspawn nsenter unshare flock mount findmnt python3 pgrep
+	grep -qw bpf /proc/filesystems || skip "the kernel has no bpffs"
+	if [ -z "${SR_IN_NETNS:-}" ]; then
+		sd_root_ensure
+		export SR_IN_NETNS=1
+		exec unshare -n -m --propagation private -- "$BASH" "$0" "$@"
+	fi
+	setup "$@"
+	trap sd_cleanup EXIT
+	sd_root_ensure
+	local start=$SECONDS
+	mkdir "$T/upper" "$T/work" "$T/root"
+	mount -t overlay overlay -o "lowerdir=$SD_CACHED_ROOT,upperdir=$T/upper,workdir=$T/work" \
+		"$T/root" || fail "cannot mount an overlayfs on the cached root"
+	SD_MOUNTS+=("$T/root")
+	SD_ROOT=$T/root
+	sd_boot
+	sd_install_srpeer
+	log "container ready (without sockredir) in $((SECONDS - start))s"
+}
+
+# sd_backend UNIT SOCKET [MODE]: an srpeer backend (echo by default) as a transient service
+# inside the container, as root, listening on SOCKET (its directory is made).
+sd_backend() {
+	local unit=$1 sock=$2 mode=${3:-echo}
+	ct install -d -m 0755 "$(dirname "$sock")"
+	ct systemd-run --quiet --unit="$unit" -p LimitNOFILE=20000 \
+		"$SD_SRPEER" backend --listen "$sock" --mode "$mode" || fail "systemd-run $unit failed"
+	wait_for "backend $unit on $sock" 10 ct test -S "$sock"
+}
+
+# sd_instance NAME PORT [DROPIN]: what README.md's "Under systemd" has a user add to the shipped
+# units, given /etc/sockredir/NAME.conf (written by the caller): the ListenStream= drop-in on
+# 127.0.0.1:PORT, then `systemctl enable --now sockredir@NAME.socket`. DROPIN, a file on the
+# host, goes into sockredir@NAME.service.d/ under its own name.
+sd_instance() {
+	local name=$1 port=$2 dropin=${3:-}
+	printf '[Socket]\nListenStream=127.0.0.1:%s\n' "$port" |
+		ct_write "/etc/systemd/system/sockredir@$name.socket.d/listen.conf" 0644
+	if [ -n "$dropin" ]; then
+		ct_write "/etc/systemd/system/sockredir@$name.service.d/${dropin##*/}" 0644 <"$dropin"
+	fi
+	ct_systemctl daemon-reload || fail "systemctl daemon-reload failed"
+	ct_systemctl enable --now "sockredir@$name.socket" 2>&1 | sed 's/^/# /'
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "systemctl enable --now sockredir@$name.socket failed"
+	wait_for "sockredir@$name.socket listening on $port" 5 port_listening "$port"
+}
+
+# sd_client PORT [srpeer client options...]: from the test (the container shares its network
+# namespace), every byte checked.
+sd_client() {
+	local port=$1
+	shift
+	"$SRPEER" client --connect "127.0.0.1:$port" --timeout 30 "$@"
+}
+
+sd_main_pid() {
+	ct_systemctl show -P MainPID "$1"
+}
+
+# sd_unix_conns UNIT SOCKET: how many connections made from UNIT (its main process) the backend
+# listening on SOCKET holds now. ss runs in the network namespace of that process: the backend's
+# end of a Unix connection is made in the namespace of the socket that connected, which for a
+# unit with PrivateNetwork=yes is the unit's own.
+sd_unix_conns() {
+	local pid
+	pid=$(sd_main_pid "$1")
+	[ "${pid:-0}" -gt 0 ] || fail "sd_unix_conns: $1 has no main process"
+	ct nsenter -t "$pid" -n ss -Hx state established src "$2" | wc -l
+}
