@@ -270,6 +270,13 @@ sd_boot() {
 	fi
 }
 
+SD_SRPEER=/usr/local/bin/srpeer
+
+# sd_install_srpeer: srpeer into /usr/local/bin, which no package owns.
+sd_install_srpeer() {
+	install -D -m 0755 "$SRPEER" "$SD_ROOT$SD_SRPEER" || fail "cannot install srpeer into the root"
+}
+
 # sd_install: `make install` into the root, as a user would, then what a package's postinst
 # does (sysusers, tmpfiles) and a daemon-reload. srpeer goes to /usr/local/bin.
 sd_install() {
@@ -285,7 +292,7 @@ sd_install() {
 	for f in sysusers tmpfiles; do
 		[ -f "$SD_ROOT/usr/lib/$f.d/sockredir.conf" ] || fail "make install did not install $f.d/sockredir.conf"
 	done
-	install -D -m 0755 "$SRPEER" "$SD_ROOT/usr/local/bin/srpeer"
+	sd_install_srpeer
 	ct systemd-sysusers sockredir.conf 2>&1 | sed 's/^/# /' ||
 		fail "systemd-sysusers sockredir.conf failed"
 	ct systemd-tmpfiles --create sockredir.conf ||
@@ -335,7 +342,7 @@ sd_cleanup() {
 }
 
 # sd_setup: lib.sh's setup (a network namespace, $T, cleanup on exit), a mount namespace of
-# the test's own, then the container booted with sockredir installed.
+# the test's own, then the container booted with sockredir installed (only srpeer with SD_BARE).
 sd_setup() {
 	need_root
 	need_cmd debootstrap systemd-nspawn nsenter unshare flock mount findmnt python3 pgrep
@@ -357,8 +364,13 @@ sd_setup() {
 	SD_MOUNTS+=("$T/root")
 	SD_ROOT=$T/root
 	sd_boot
-	sd_install
-	log "container ready in $((SECONDS - start))s"
+	if [ -n "${SD_BARE:-}" ]; then
+		sd_install_srpeer
+		log "container ready (without sockredir) in $((SECONDS - start))s"
+	else
+		sd_install
+		log "container ready in $((SECONDS - start))s"
+	fi
 }
 
 # --- Added for t-systemd-reload, t-systemd-watchdog and t-systemd-deb. Nothing above uses them.
@@ -370,36 +382,11 @@ sd_setup() {
 #   sd_main_pid UNIT     the unit's MainPID, as the container sees it (0: none)
 #   sd_unix_conns UNIT SOCKET   the connections from UNIT that the backend on SOCKET holds now
 
-SD_SRPEER=/usr/local/bin/srpeer
-
-# sd_install_srpeer: srpeer into /usr/local/bin, which no package owns.
-sd_install_srpeer() {
-	install -D -m 0755 "$SRPEER" "$SD_ROOT$SD_SRPEER" || fail "cannot install srpeer into the root"
-}
-
 # sd_setup_bare: as sd_setup, but the container gets no `make install`: for a test that installs
 # sockredir itself (the .deb). Only srpeer is installed, for the backends.
 sd_setup_bare() {
-	need_root
-	need_cmd debootstrap systemd-nspawn nsenter unshare flock mount findmnt python3 pgrep
-	grep -qw bpf /proc/filesystems || skip "the kernel has no bpffs"
-	if [ -z "${SR_IN_NETNS:-}" ]; then
-		sd_root_ensure
-		export SR_IN_NETNS=1
-		exec unshare -n -m --propagation private -- "$BASH" "$0" "$@"
-	fi
-	setup "$@"
-	trap sd_cleanup EXIT
-	sd_root_ensure
-	local start=$SECONDS
-	mkdir "$T/upper" "$T/work" "$T/root"
-	mount -t overlay overlay -o "lowerdir=$SD_CACHED_ROOT,upperdir=$T/upper,workdir=$T/work" \
-		"$T/root" || fail "cannot mount an overlayfs on the cached root"
-	SD_MOUNTS+=("$T/root")
-	SD_ROOT=$T/root
-	sd_boot
-	sd_install_srpeer
-	log "container ready (without sockredir) in $((SECONDS - start))s"
+	SD_BARE=1
+	sd_setup "$@"
 }
 
 # sd_backend UNIT SOCKET [MODE]: an srpeer backend (echo by default) as a transient service
