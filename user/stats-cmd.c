@@ -23,13 +23,6 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
-static DIR *closedirp_and_null(DIR *d)
-{
-	if (d)
-		closedir(d);
-	return NULL;
-}
-
 /* The BPF ABI uses __u64 (unsigned long long); PRIu64 wants uint64_t. */
 #define U(x) ((uint64_t)(x))
 
@@ -51,7 +44,7 @@ static const char *const fallback_names[_SR_FALLBACK_MAX] = {
 	[SR_FALLBACK_OTHER] = "other",
 };
 
-static int stats_open_pin(const char *dir, const char *name)
+static int open_pin(const char *dir, const char *name)
 {
 	LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
 	char path[PATH_MAX];
@@ -73,13 +66,13 @@ static int read_instance(const char *dir, const char *name, struct instance_stat
 	int ncpu, r;
 
 	snprintf(st.name, sizeof(st.name), "%s", name);
-	fd_proxy = stats_open_pin(dir, SR_MAP_PROXY_STATS);
+	fd_proxy = open_pin(dir, SR_MAP_PROXY_STATS);
 	if (fd_proxy < 0)
 		return fd_proxy;
-	fd_kstats = stats_open_pin(dir, SR_MAP_KSTATS);
+	fd_kstats = open_pin(dir, SR_MAP_KSTATS);
 	if (fd_kstats < 0)
 		return fd_kstats;
-	fd_peers = stats_open_pin(dir, SR_MAP_PEERS);
+	fd_peers = open_pin(dir, SR_MAP_PEERS);
 	if (fd_peers < 0)
 		return fd_peers;
 
@@ -278,7 +271,7 @@ static void stats_help(void)
 /* One pass: every requested instance. Returns how many were shown, or <0. */
 static int stats_once(char **names, size_t n_names, const char *pin_path, bool json)
 {
-	_cleanup_(closedirp) DIR *d = NULL;
+	_cleanup_(closedirp) DIR *d = NULL, *run_dir = NULL;
 	struct instance_stats st;
 	bool first = true;
 	int shown = 0, r;
@@ -327,9 +320,8 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 			shown++;
 		}
 		/* Instances without the kernel path; those a crash left behind are skipped. */
-		d = closedirp_and_null(d);
-		d = opendir(SR_RUN_ROOT);
-		while (d && (de = readdir(d))) {
+		run_dir = opendir(SR_RUN_ROOT);
+		while (run_dir && (de = readdir(run_dir))) {
 			if (de->d_name[0] == '.')
 				continue;
 			r = read_runtime_instance(de->d_name, &st);
