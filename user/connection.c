@@ -1,70 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The connection state machine, shared by both data paths.
- *
- * A connection has two flows: up (client -> backend) and down (backend -> client). Each is moved
- * by the kernel (sr_redirect) or by splice; the states are the same:
- *
- *   IDLE -> [SETTLING ->] OPEN -> DRAINING -> DONE
- *                           \-> DISCARD -> DONE      (destination gone: drop the rest)
- *
- * A flow reaches DONE when it has shut down its destination's write side, after the last byte:
- * that is how half-close travels. The connection ends when both flows are DONE.
+ * Connections: their sockets, epoll set and timers, and the start of their two flows on a data
+ * path. A connection ends when both flows are DONE (see flow.c), or when it is aborted.
  */
 #include <inttypes.h>
 #include <sys/epoll.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "backend.h"
-#include "setup.h"
-#include "bpf-loader.h"
+#include "flow.h"
 #include "connection.h"
+#include "grace.h"
 #include "kernel-path.h"
 #include "log.h"
-#include "proxy.h"
 #include "splice-path.h"
 #include "stats.h"
 
-/* Polling the drain probe: first check at once, then back off to this. */
-#define DRAIN_POLL_MIN 20 /* µs */
-#define DRAIN_POLL_MAX (10 * USEC_PER_MSEC)
-/* After the backend is gone and the reply is out, how long the client may take to close. */
-#define LINGER_TIMEOUT (5 * USEC_PER_SEC)
-/* A destination backlog that does not shrink for this long belongs to a client that left. */
-#define DRAIN_STALL_TIMEOUT (60 * USEC_PER_SEC)
-/* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
-#define SETTLE_ROUNDS_MAX 32
+/* Events per epoll_wait(); the batch ends there, so that timers and signals get their turn. */
+#define EPOLL_BATCH 256
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
-static const char *flow_name(const struct flow *f)
-{
-	return f->dir == SR_DIR_UP ? "client->backend" : "backend->client";
-}
-
-static const char *const flow_state_table[] = {
-	[FLOW_IDLE] = "idle",	      [FLOW_SETTLING] = "settling", [FLOW_OPEN] = "open",
-	[FLOW_DRAINING] = "draining", [FLOW_DISCARD] = "discard",   [FLOW_DONE] = "done",
-};
-
-static void flow_set_state(struct flow *f, enum flow_state state)
-{
-	log_debug("Connection %" PRIu64 ": %s %s%s -> %s.", f->conn->id, flow_name(f),
-		  f->kernel ? "(kernel) " : "", flow_state_table[f->state],
-		  flow_state_table[state]);
-	f->state = state;
-}
 
 static void end_close(struct end *e)
 {
@@ -75,11 +30,12 @@ static void end_close(struct end *e)
 
 static void connection_free(struct connection *c)
 {
-	struct proxy *p = c->proxy;
+	struct connections *cs = c->set;
 
-	setup_done(c);
-	splice_flow_release(&p->pipes, &c->up);
-	splice_flow_release(&p->pipes, &c->down);
+	if (cs->setup_free)
+		cs->setup_free(c);
+	splice_flow_release(&cs->movers, &c->up);
+	splice_flow_release(&cs->movers, &c->down);
 	free(c->up.buf);
 	free(c->down.buf);
 	c->timer = sd_event_source_disable_unref(c->timer);
@@ -87,40 +43,31 @@ static void connection_free(struct connection *c)
 	/* Closing takes the sockets out of the sockhashes; the peer entries we remove. */
 	end_close(&c->client);
 	end_close(&c->backend);
-	if (p->bpf)
-		kernel_path_forget(c);
+	if (cs->movers.bpf)
+		kernel_path_forget(&cs->movers, &c->client, &c->backend);
 
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		p->connections = c->next;
+		cs->list = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	stat_dec(p->stats->open);
-	p->n_open--;
+	stat_dec(cs->movers.stats->open);
+	cs->n_open--;
 
 	/*
 	 * In an event batch, later events may still point at this connection: mark it, and free
 	 * it when the batch is over.
 	 */
-	if (p->dispatching) {
+	if (cs->dispatching) {
 		c->dead = true;
-		c->next = p->dead;
-		p->dead = c;
+		c->next = cs->dead;
+		cs->dead = c;
 	} else
 		free(c);
 
-	proxy_connection_closed(p);
-}
-
-void connection_reap(struct proxy *p)
-{
-	while (p->dead) {
-		struct connection *c = p->dead;
-
-		p->dead = c->next;
-		free(c);
-	}
+	if (cs->closed)
+		cs->closed(cs);
 }
 
 void connection_abort(struct connection *c)
@@ -141,7 +88,7 @@ int connection_watch(struct end *e, uint32_t events)
 	 * and a socket left in the set would keep reporting them.
 	 */
 	op = events == 0 ? EPOLL_CTL_DEL : e->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-	if (epoll_ctl(e->conn->proxy->epoll_fd, op, e->fd, &ev) < 0)
+	if (epoll_ctl(e->conn->set->epoll_fd, op, e->fd, &ev) < 0)
 		return negative_errno();
 	e->events = events;
 	return 0;
@@ -158,8 +105,8 @@ int connection_arm_timer(struct connection *c, uint64_t at)
 		return c->timer ? sd_event_source_set_enabled(c->timer, SD_EVENT_OFF) : 0;
 	if (!c->timer)
 		/* Accuracy 1 µs: drain polls are short, and sd-event's default would add 250 ms. */
-		return sd_event_add_time(c->proxy->event, &c->timer, CLOCK_MONOTONIC, at, 1,
-					 on_timer, c);
+		return sd_event_add_time(c->set->event, &c->timer, CLOCK_MONOTONIC, at, 1, on_timer,
+					 c);
 	r = sd_event_source_set_time(c->timer, at);
 	if (r < 0)
 		return r;
@@ -219,317 +166,39 @@ static int connection_update(struct connection *c)
 	return connection_arm_timer(c, t);
 }
 
-static void flow_wait_timer(struct flow *f)
-{
-	f->backoff = f->backoff ? MIN(f->backoff * 2, DRAIN_POLL_MAX) : DRAIN_POLL_MIN;
-	f->wake_at = now_usec() + f->backoff;
-	f->waits |= WAIT_TIMER;
-}
-
-static int flow_shutdown_dst(struct flow *f)
-{
-	/* The peer may be gone already; its EOF is then implied. */
-	if (shutdown(f->dst->fd, SHUT_WR) < 0 && errno != ENOTCONN)
-		log_debug_errno(errno, "Connection %" PRIu64 ": shutdown(%s) failed, ignoring: %m",
-				f->conn->id, flow_name(f));
-	flow_set_state(f, FLOW_DONE);
-	f->waits = 0;
-	f->deadline = 0;
-	return 0;
-}
-
-/* The destination refuses bytes: nothing more can be delivered in this direction. */
-static int flow_dst_gone(struct flow *f)
-{
-	struct connection *c = f->conn;
-
-	splice_flow_release(&c->proxy->pipes, f);
-	f->buf_len = f->buf_off = 0;
-	f->dst->hup = true;
-	if (f->dst == &c->client)
-		return -ECONNRESET; /* the client is gone: abort the whole connection */
-
-	/* The backend is gone. Keep reading the client, so its close is a clean FIN. */
-	log_debug("Connection %" PRIu64 ": backend gone, discarding client bytes.", c->id);
-	flow_set_state(f, f->kernel ? FLOW_DONE : FLOW_DISCARD);
-	f->waits = 0;
-	f->deadline = f->kernel ? 0 : now_usec() + LINGER_TIMEOUT;
-	return 0;
-}
-
-/* Write what was read by hand. 1 when done, 0 waiting for EPOLLOUT, <0 error. */
-static int flow_write_held(struct flow *f)
-{
-	int r = kernel_flow_write_held(f);
-
-	if (r == 0)
-		f->waits |= WAIT_DST_OUT;
-	return r;
-}
-
-/*
- * Is the destination's psock backlog empty? 1 yes, 0 not yet (a poll is scheduled), <0 error.
- * A backlog that makes no progress for DRAIN_STALL_TIMEOUT (a client that stopped reading)
- * ends the connection.
- */
-static int flow_dst_drained(struct flow *f)
-{
-	uint64_t pending;
-	int r;
-
-	r = kernel_flow_dst_pending(f, &pending);
-	if (r < 0)
-		return r;
-	if (pending == 0) {
-		f->backoff = 0;
-		f->deadline = 0;
-		return 1;
-	}
-	if (pending != f->last_pending || f->deadline == 0) {
-		log_debug("Connection %" PRIu64 ": %s: %" PRIu64 " queued for the destination.",
-			  f->conn->id, flow_name(f), pending);
-		f->last_pending = pending;
-		f->deadline = now_usec() + DRAIN_STALL_TIMEOUT;
-	}
-	flow_wait_timer(f);
-	return 0;
-}
-
-/* Read by hand, wait for the backlog, write. 1 when all is out, 0 waiting, <0 error. */
-static int flow_move_held(struct flow *f, bool *ret_eof)
-{
-	bool full;
-	int r;
-
-	for (;;) {
-		r = kernel_flow_read_held(f, ret_eof, &full);
-		if (r < 0)
-			return r;
-		if (f->buf_len == 0)
-			return 1;
-		/* What we read came after every skb already redirected: let those go first. */
-		r = flow_dst_drained(f);
-		if (r <= 0)
-			return r;
-		r = flow_write_held(f);
-		if (r <= 0)
-			return r;
-		if (!full || *ret_eof)
-			return 1;
-	}
-}
-
-/*
- * The source reached EOF, on the kernel path. Every byte it sent must be out before
- * shutdown(), or the kernel throws it away:
- *  1. the verdict must have taken all of the source's bytes; a Unix source's bytes that it never
- *     took (queued before insertion, or held) are read by hand;
- *  2. the destination's psock backlog must be empty (the drain probe);
- *  3. then the bytes read by hand go out, and then the FIN.
- */
-static int flow_drain(struct flow *f)
-{
-	uint64_t pending = 0;
-	bool eof = false;
-	int r;
-
-	f->waits = 0;
-	if (f->dst->hup && f->dst != &f->conn->client)
-		return flow_dst_gone(f);
-
-	r = kernel_flow_src_pending(f, &pending);
-	if (r < 0)
-		goto out;
-	if (f->src->is_unix && (pending > 0 || f->buf_len > 0)) {
-		/* Usually nothing is left: only then is a buffer allocated and read into. */
-		r = flow_move_held(f, &eof);
-		if (r <= 0)
-			goto out;
-		r = kernel_flow_src_pending(f, &pending);
-		if (r < 0)
-			goto out;
-	}
-	if (pending > 0) {
-		/* The verdict has yet to see them (TCP), or held bytes are on their way (Unix). */
-		if (f->backoff == 0)
-			log_debug("Connection %" PRIu64 ": %s: waiting for %" PRIu64
-				  " source bytes.",
-				  f->conn->id, flow_name(f), pending);
-		flow_wait_timer(f);
-		return 0;
-	}
-	r = flow_dst_drained(f);
-	if (r <= 0)
-		goto out;
-	return flow_shutdown_dst(f);
-out:
-	if (r == -EPIPE || r == -ECONNRESET)
-		return flow_dst_gone(f);
-	return r;
-}
-
-static void flow_settled(struct flow *f);
 static void connection_start_upload(struct connection *c, bool kernel);
 
-/*
- * A Unix source had bytes queued before it joined sr_verdict. The verdict would see them only
- * one skb per later send (each sk_data_ready moves one skb), so they are moved by hand:
- *
- *  1. With SR_PEER_HOLD set, sr_redirect keeps every new skb on the socket instead of
- *     redirecting it, so nothing can overtake what we read.
- *  2. Read everything, wait until the destination's backlog is empty (skbs redirected before
- *     the hold), write what we read.
- *  3. Clear the hold, wait an RCU grace period (every verdict that saw the hold has finished),
- *     and check the socket is empty. sr_redirect keeps holding while held bytes remain unread,
- *     so a late one can't be overtaken either. If something is left, go back to 1.
- *
- * A backend that never pauses could keep this going: after SETTLE_ROUNDS_MAX rounds the flow
- * stays held and is copied by hand for good.
- */
-static int flow_settle(struct flow *f)
+/* What a flow asked for, besides what it waits for. Returns <0 to end the connection. */
+static int connection_flow_event(struct connection *c, int r)
 {
-	uint64_t pending;
-	bool eof = false;
-	int r;
-
-	f->waits = 0;
-	if (f->grace_ticket) {
-		if (!grace_passed(f->conn->proxy->grace, f->grace_ticket)) {
-			f->waits = WAIT_GRACE;
-			return 0;
-		}
-		f->grace_ticket = 0;
-		r = kernel_flow_src_pending(f, &pending);
-		if (r < 0)
-			return r;
-		if (pending == 0) {
-			flow_settled(f);
-			return 0;
-		}
-		f->settle_rounds++;
-	}
-
-	r = kernel_flow_hold(f, true);
-	if (r < 0)
+	switch (r) {
+	case FLOW_SETTLED:
+		connection_start_upload(c, true);
+		return 0;
+	case FLOW_SETTLE_EOF:
+		connection_start_upload(c, false);
+		return 0;
+	case -EMFILE:
+	case -ENFILE:
+		/* The flow retries by itself; fewer connections is what gives fds back. */
+		c->set->out_of_fds(c->set, r);
+		return 0;
+	default:
 		return r;
-	r = flow_move_held(f, &eof);
-	if (r < 0)
-		return r == -EPIPE || r == -ECONNRESET ? flow_dst_gone(f) : r;
-	if (r == 0)
-		return 0;
-	if (eof || f->src->rdhup) {
-		flow_set_state(f, FLOW_DRAINING);
-		connection_start_upload(f->conn, false);
-		return flow_drain(f);
 	}
-
-	if (f->settle_rounds >= SETTLE_ROUNDS_MAX) {
-		/* Copied by hand for good: wake for every byte, as a userspace proxy would. */
-		f->waits = WAIT_SRC_IN | WAIT_SRC_RDHUP;
-		return 0;
-	}
-
-	r = kernel_flow_hold(f, false);
-	if (r < 0)
-		return r;
-	f->grace_ticket = grace_request(f->conn->proxy->grace);
-	f->waits = WAIT_GRACE;
-	return 0;
 }
 
-static void flow_settled(struct flow *f)
+static void connection_run(struct connection *c)
 {
-	struct connection *c = f->conn;
-
-	log_debug("Connection %" PRIu64 ": %s settled after %u round(s).", c->id, flow_name(f),
-		  f->settle_rounds + 1);
-	flow_set_state(f, FLOW_OPEN);
-	f->waits = WAIT_SRC_RDHUP;
-	connection_start_upload(c, true);
-}
-
-static int flow_run(struct flow *f)
-{
-	struct connection *c = f->conn;
-	int r;
-
-	if (f->deadline && now_usec() >= f->deadline) {
-		log_debug("Connection %" PRIu64 ": %s timed out in state %d.", c->id, flow_name(f),
-			  f->state);
-		return -ETIMEDOUT;
-	}
-
-	switch (f->state) {
-	case FLOW_IDLE:
-	case FLOW_DONE:
-		f->waits = 0;
-		return 0;
-
-	case FLOW_SETTLING:
-		return flow_settle(f);
-
-	case FLOW_OPEN:
-		if (f->kernel) {
-			if (f->src->rdhup) {
-				flow_set_state(f, FLOW_DRAINING);
-				f->backoff = 0;
-				return flow_drain(f);
-			}
-			f->waits = WAIT_SRC_RDHUP;
-			return 0;
-		}
-		r = splice_flow_move(&c->proxy->pipes, f);
-		if (r == SPLICE_BLOCKED)
-			return 0;
-		if (r == -EMFILE || r == -ENFILE) {
-			/* No fd for a pipe: wait for connections to give some back. */
-			proxy_pause_accept(c->proxy, r);
-			f->waits = WAIT_TIMER;
-			f->wake_at = now_usec() + FD_RETRY;
-			return 0;
-		}
-		if (r == SPLICE_YIELD) {
-			f->waits = f->in_pipe ? WAIT_DST_OUT : WAIT_SRC_IN;
-			return 0;
-		}
-		if (r == SPLICE_EOF)
-			return flow_shutdown_dst(f);
-		if (r == SPLICE_DST_GONE)
-			return flow_dst_gone(f);
-		/* A source error: a reset client aborts; a reset backend ends like EOF. */
-		if (f->src == &c->client)
-			return r;
-		splice_flow_release(&c->proxy->pipes, f);
-		return flow_shutdown_dst(f);
-
-	case FLOW_DRAINING:
-		return flow_drain(f);
-
-	case FLOW_DISCARD:
-		r = splice_flow_discard(f);
-		if (r < 0 || r == SPLICE_EOF) {
-			flow_set_state(f, FLOW_DONE);
-			f->waits = 0;
-			f->deadline = 0;
-			return 0;
-		}
-		if (r == SPLICE_YIELD)
-			f->waits = WAIT_SRC_IN;
-		return 0;
-	}
-	return 0;
-}
-
-void connection_run(struct connection *c)
-{
+	struct movers *m = &c->set->movers;
 	int r;
 
 	if (c->phase != PHASE_RUN)
 		return;
 
-	r = flow_run(&c->down);
+	r = connection_flow_event(c, flow_run(m, &c->down));
 	if (r >= 0)
-		r = flow_run(&c->up);
+		r = connection_flow_event(c, flow_run(m, &c->up));
 	if (r < 0) {
 		log_debug_errno(r, "Connection %" PRIu64 ": ending: %m", c->id);
 		connection_abort(c);
@@ -540,15 +209,10 @@ void connection_run(struct connection *c)
 	 * The backend closed for good and its last bytes are out: nothing the client sends can
 	 * be delivered. Read and drop it for a while, so that the client sees a FIN, not a reset.
 	 */
-	if (c->backend.hup && c->down.state == FLOW_DONE && c->up.state == FLOW_OPEN) {
-		if (c->up.kernel) {
-			/* The verdict drops what it can't redirect; the client's close stays clean. */
-			flow_set_state(&c->up, FLOW_DONE);
-		} else if (c->up.in_pipe == 0) {
-			flow_set_state(&c->up, FLOW_DISCARD);
-			c->up.deadline = now_usec() + LINGER_TIMEOUT;
-			(void)flow_run(&c->up);
-		}
+	if (c->backend.hup && c->down.state == FLOW_DONE && c->up.state == FLOW_OPEN &&
+	    c->up.in_pipe == 0) {
+		flow_discard_rest(&c->up);
+		(void)flow_run(m, &c->up);
 	}
 	if (c->up.state == FLOW_DONE && c->down.state == FLOW_DONE) {
 		log_debug("Connection %" PRIu64 ": finished (up %" PRIu64 ", down %" PRIu64
@@ -572,21 +236,21 @@ void connection_run(struct connection *c)
  */
 static void connection_start_upload(struct connection *c, bool kernel)
 {
-	struct proxy *p = c->proxy;
+	struct movers *m = &c->set->movers;
 	bool settle = false;
 	int reason = SR_FALLBACK_MODE;
 
 	if (c->up.state != FLOW_IDLE)
 		return;
-	if (kernel && p->kernel_upload)
-		reason = kernel_path_attach_upload(c, &settle);
+	if (kernel && m->kernel_upload)
+		reason = kernel_path_attach_upload(m, &c->client, &c->backend, &settle);
 	if (reason == 0) {
-		stat_inc(p->stats->kernel_upload);
+		stat_inc(m->stats->kernel_upload);
 		c->up.kernel = true;
 		flow_set_state(&c->up, settle ? FLOW_SETTLING : FLOW_OPEN);
 		return;
 	}
-	if (p->kernel_upload)
+	if (m->kernel_upload)
 		log_debug("Connection %" PRIu64 ": client->backend stays on splice (reason %d).",
 			  c->id, reason);
 	flow_set_state(&c->up, FLOW_OPEN);
@@ -602,11 +266,9 @@ static const char *const fallback_text[_SR_FALLBACK_MAX] = {
 
 static void connection_fallback(struct connection *c, int reason)
 {
-	struct proxy *p = c->proxy;
-
 	c->fallback = reason;
 	/* Say it once per reason at info level; the counters have the rest. */
-	if (stat_inc(p->stats->fallback[reason]) == 1 && reason != SR_FALLBACK_MODE)
+	if (stat_inc(c->set->movers.stats->fallback[reason]) == 1 && reason != SR_FALLBACK_MODE)
 		log_info("Connection %" PRIu64 " uses splice: %s. Further fallbacks are counted "
 			 "in " SR_MAP_PROXY_STATS ".",
 			 c->id, fallback_text[reason]);
@@ -616,24 +278,24 @@ static void connection_fallback(struct connection *c, int reason)
 
 void connection_start(struct connection *c)
 {
-	struct proxy *p = c->proxy;
+	struct movers *m = &c->set->movers;
 	bool settle = false;
 	int reason = SR_FALLBACK_MODE;
 
 	c->phase = PHASE_RUN;
 	c->last_active = now_usec();
 
-	if (p->debug_insert_delay)
-		usleep((useconds_t)p->debug_insert_delay);
-	if (p->bpf)
-		reason = kernel_path_attach(c, &settle);
+	if (c->set->debug_insert_delay)
+		usleep((useconds_t)c->set->debug_insert_delay);
+	if (m->bpf)
+		reason = kernel_path_attach(m, &c->client, &c->backend, &settle);
 
 	if (reason == 0) {
-		stat_inc(p->stats->kernel);
+		stat_inc(m->stats->kernel);
 		c->down.kernel = true;
 		flow_set_state(&c->down, settle ? FLOW_SETTLING : FLOW_OPEN);
 		/* With --kernel-upload, a settling download starts the upload when it is done. */
-		if (!settle || !p->kernel_upload)
+		if (!settle || !m->kernel_upload)
 			connection_start_upload(c, true);
 	} else {
 		connection_fallback(c, reason);
@@ -649,7 +311,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	c->timer_at = 0;
 	if (c->phase != PHASE_RUN) {
-		setup_run(c, NULL, 0);
+		c->set->setup_event(c, NULL, 0);
 		return 0;
 	}
 	c->up.waits &= ~WAIT_TIMER;
@@ -658,14 +320,15 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-void connection_io(struct end *e, uint32_t revents)
+/* An event on a connection socket, from the epoll set. */
+static void connection_io(struct end *e, uint32_t revents)
 {
 	struct connection *c = e->conn;
 
 	if (c->dead)
 		return;
 	if (c->phase != PHASE_RUN) {
-		setup_run(c, e, revents);
+		c->set->setup_event(c, e, revents);
 		return;
 	}
 
@@ -690,21 +353,159 @@ void connection_io(struct end *e, uint32_t revents)
 	connection_run(c);
 }
 
-int connection_bytes(struct connection *c, uint64_t *ret)
+/* Bytes moved so far, both ways, both paths. */
+static int connection_bytes(struct connection *c, uint64_t *ret)
 {
 	uint64_t total = c->up.bytes + c->down.bytes;
-	struct sr_peer peer;
 	int r;
 
-	/* Bytes sr_redirect moved are counted per receiving socket in sr_peers. */
 	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
-		if (!f->kernel || !f->src->has_peer)
+		uint64_t moved;
+
+		if (!f->kernel)
 			continue;
-		r = bpf_peer_get(c->proxy->bpf, f->src->cookie, &peer);
+		r = kernel_flow_moved(&c->set->movers, f, &moved);
 		if (r < 0)
 			return r;
-		total += peer.bytes;
+		total += moved;
 	}
 	*ret = total;
+	return 0;
+}
+
+/*
+ * A connection is idle while its byte counts don't move. On the kernel path the counts are
+ * sr_redirect's, per socket in sr_peers, so watching costs one map lookup per connection per
+ * sweep, and nothing per message.
+ */
+void connections_close_idle(struct connections *cs, uint64_t timeout)
+{
+	uint64_t now = now_usec();
+	struct connection *c, *next;
+
+	for (c = cs->list; c; c = next) {
+		uint64_t bytes;
+
+		next = c->next;
+		if (c->phase != PHASE_RUN || connection_bytes(c, &bytes) < 0)
+			continue;
+		if (bytes != c->last_bytes) {
+			c->last_bytes = bytes;
+			c->last_active = now;
+			continue;
+		}
+		if (now - c->last_active < timeout)
+			continue;
+		log_debug("Connection %" PRIu64 ": idle for %" PRIu64 " ms: closing.", c->id,
+			  (now - c->last_active) / USEC_PER_MSEC);
+		stat_inc(cs->movers.stats->idle_closed);
+		connection_abort(c);
+	}
+}
+
+void connections_abort_all(struct connections *cs)
+{
+	/* Each abort frees one connection; take the head until none is left. */
+	while (cs->list)
+		connection_abort(cs->list);
+}
+
+static int on_connections_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct epoll_event events[EPOLL_BATCH];
+	struct connections *cs = userdata;
+	int n;
+
+	n = epoll_wait(fd, events, EPOLL_BATCH, 0);
+	if (n < 0)
+		return errno == EINTR ? 0 : log_error_errno(errno, "epoll_wait() failed: %m");
+	cs->dispatching = true;
+	for (int i = 0; i < n; i++)
+		connection_io(events[i].data.ptr, events[i].events);
+	cs->dispatching = false;
+
+	/* Free the connections that ended during the batch. */
+	while (cs->dead) {
+		struct connection *c = cs->dead;
+
+		cs->dead = c->next;
+		free(c);
+	}
+	return 0;
+}
+
+/* A grace period has passed: run the connections that were waiting for one. */
+static void on_grace(void *userdata)
+{
+	struct connections *cs = userdata;
+	struct connection *c, *next;
+
+	for (c = cs->list; c; c = next) {
+		next = c->next;
+		if ((c->up.waits | c->down.waits) & WAIT_GRACE)
+			connection_run(c);
+	}
+}
+
+int connections_init(struct connections *cs, sd_event *e)
+{
+	int r;
+
+	cs->event = e;
+	cs->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (cs->epoll_fd < 0)
+		return log_error_errno(errno, "Failed to create an epoll set: %m");
+	r = sd_event_add_io(e, &cs->epoll_source, cs->epoll_fd, EPOLLIN, on_connections_ready, cs);
+	if (r < 0)
+		return log_error_errno(r, "Failed to watch the epoll set: %m");
+
+	r = pipe_pool_init(&cs->movers.pipes);
+	if (r < 0)
+		return log_error_errno(r, "Failed to open the reserve pipe: %m");
+
+	r = grace_new(e, on_grace, cs, &cs->movers.grace);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set up grace periods: %m");
+	return 0;
+}
+
+void connections_done(struct connections *cs)
+{
+	connections_abort_all(cs);
+	cs->movers.grace = grace_free(cs->movers.grace);
+	cs->epoll_source = sd_event_source_disable_unref(cs->epoll_source);
+	cs->epoll_fd = safe_close(cs->epoll_fd);
+	pipe_pool_done(&cs->movers.pipes);
+}
+
+int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
+		   struct connection **ret)
+{
+	struct connection *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		safe_close(client_fd);
+		return -ENOMEM;
+	}
+	c->set = cs;
+	c->id = ++cs->next_id;
+	c->client = (struct end){ .conn = c, .fd = client_fd, .is_unix = client_is_unix };
+	c->backend = (struct end){ .conn = c, .fd = -EBADF };
+	c->up = (struct flow){
+		.conn_id = c->id, .dir = SR_DIR_UP, .src = &c->client, .dst = &c->backend
+	};
+	c->down = (struct flow){
+		.conn_id = c->id, .dir = SR_DIR_DOWN, .src = &c->backend, .dst = &c->client
+	};
+
+	c->next = cs->list;
+	if (c->next)
+		c->next->prev = c;
+	cs->list = c;
+	stat_inc(cs->movers.stats->accepted);
+	stat_inc(cs->movers.stats->open);
+	cs->n_open++;
+	*ret = c;
 	return 0;
 }

@@ -1,83 +1,51 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * One client connection and its two flows. The same state machine drives both data paths: a
- * flow is moved either by the kernel (sr_redirect) or by splice(2), and only the mover's
- * primitives differ.
+ * A client connection, from accept to close, and the set of a process's connections. The same
+ * state machine drives both data paths: each of the two flows (flow.c) is moved by the kernel or
+ * by splice, and only the mover's primitives differ.
+ *
+ * This layer knows nothing of how a connection came to be, or who owns the set. The layers
+ * above tell it what to call, in struct connections: setup.c, for events before the flows run;
+ * the set's owner (proxy.c), when a connection closes and when fds run out.
  */
 #ifndef SR_CONNECTION_H
 #define SR_CONNECTION_H
 
 #include <systemd/sd-event.h>
 
-#include "../bpf/sockredir.h"
-#include "util.h"
+#include "movers.h"
 
-struct proxy;
 struct connection;
-struct sr_pipe;
 struct route;
 struct backend;
-struct listener;
 
-/* One socket of a connection. */
-struct end {
-	struct connection *conn;
-	int fd;
-	uint64_t cookie; /* SO_COOKIE, the key in the BPF maps; 0 until needed */
-	uint32_t events; /* what the proxy's epoll set watches on it now (0: not in the set) */
-	bool is_unix;
-	bool in_verdict; /* in sr_verdict (its received bytes move in the kernel) */
-	bool in_targets; /* in sr_targets (a redirect target) */
-	bool has_peer;	 /* an sr_peers entry keyed by this socket's cookie exists */
-	bool rdhup;	 /* EPOLLRDHUP seen: the peer shut down writing */
-	bool hup;	 /* EPOLLHUP or EPOLLERR seen: the peer is gone for good */
-};
+struct connections {
+	struct movers movers;
+	sd_event *event;
+	/*
+	 * Connection sockets are in an epoll set of our own, drained in batches from one sd-event
+	 * source: sd-event dispatches one source per loop iteration and polls epoll again for each,
+	 * which costs O(ready sockets) per event and collapsed at 1,000 busy connections.
+	 */
+	int epoll_fd;
+	sd_event_source *epoll_source;
+	/* Test hook: pause between connect and insert, so that a backend speaking first is
+	 * certain to have bytes queued (SOCKREDIR_DEBUG_INSERT_DELAY_USEC). */
+	uint64_t debug_insert_delay;
 
-enum flow_state {
-	FLOW_IDLE,     /* not started yet: the backend is still connecting */
-	FLOW_SETTLING, /* kernel: moving by hand bytes queued before the socket was in the map */
-	FLOW_OPEN,     /* moving bytes */
-	FLOW_DRAINING, /* the source hit EOF: letting bytes in flight reach the destination */
-	FLOW_DISCARD,  /* the destination is gone: reading and dropping until the source ends */
-	FLOW_DONE,     /* the destination's write side is shut down (or it is gone) */
-};
+	struct connection *list;
+	unsigned n_open; /* the length of list; movers.stats->open counts every worker's */
+	uint64_t next_id;
+	bool dispatching; /* inside a batch: freed connections go to dead */
+	struct connection *dead;
 
-/* Out of fds (for a pipe or a backend socket): try again after this. */
-#define FD_RETRY (50 * USEC_PER_MSEC)
-
-/* Why a flow waits; the connection turns these into epoll events and a timer. */
-enum {
-	WAIT_SRC_IN = 1 << 0,	 /* readable source */
-	WAIT_SRC_RDHUP = 1 << 1, /* the source's peer shut down writing */
-	WAIT_DST_OUT = 1 << 2,	 /* writable destination */
-	WAIT_TIMER = 1 << 3,	 /* flow->wake_at */
-	WAIT_GRACE = 1 << 4,	 /* an RCU grace period (see grace.h) */
-};
-
-struct flow {
-	struct connection *conn;
-	enum sr_direction dir;
-	enum flow_state state;
-	bool kernel; /* moved by sr_redirect; else by splice */
-	struct end *src, *dst;
-	unsigned waits;
-	uint64_t wake_at;  /* CLOCK_MONOTONIC µs, with WAIT_TIMER */
-	uint64_t backoff;  /* current poll interval while draining */
-	uint64_t deadline; /* give up on DRAINING/DISCARD at this time */
-	uint64_t bytes;	   /* moved by userspace on this flow */
-
-	/* splice mover */
-	struct sr_pipe *pipe; /* borrowed from the pool while it holds bytes */
-	size_t in_pipe;
-	bool src_eof;
-
-	/* kernel mover: bytes read by hand (queued before insertion, or kept by SR_PEER_HOLD) */
-	uint8_t *buf;
-	size_t buf_len, buf_off;
-	bool holding; /* SR_PEER_HOLD is set on the source */
-	unsigned settle_rounds;
-	uint64_t grace_ticket;
-	uint64_t last_pending; /* drain progress: the destination's backlog at the last poll */
+	/* setup.c's: an event for a connection not running yet (e NULL: its timer), and what
+	 * setup holds to release when a connection is freed. */
+	void (*setup_event)(struct connection *c, struct end *e, uint32_t revents);
+	void (*setup_free)(struct connection *c);
+	/* The owner's: a connection was freed; fds ran out (error is -EMFILE or -ENFILE). */
+	void (*closed)(struct connections *cs);
+	void (*out_of_fds)(struct connections *cs, int error);
 };
 
 /* A connection first chooses and reaches its backend (setup.c), then moves bytes. */
@@ -88,7 +56,7 @@ enum connection_phase {
 };
 
 struct connection {
-	struct proxy *proxy;
+	struct connections *set;
 	uint64_t id;
 	enum connection_phase phase;
 	struct end client, backend;
@@ -96,7 +64,7 @@ struct connection {
 	sd_event_source *timer;
 	uint64_t timer_at;
 
-	/* setup.c */
+	/* setup.c's */
 	const char *listener_name; /* borrowed from the listener, which outlives us */
 	uint64_t deadline;	   /* of the peek, then of the whole connect attempt */
 	struct route *route;	   /* chosen route, referenced until connected */
@@ -104,7 +72,7 @@ struct connection {
 	uint64_t tried;		   /* route backends tried in this pass (bitmask) */
 	unsigned passes;	   /* rounds over the route's backends */
 	int last_error;		   /* the last connect error, for the log */
-	bool waiting_fd;	   /* out of fds for the backend socket; proxy->n_waiting_fd */
+	bool waiting_fd;	   /* out of fds for the backend socket */
 
 	/* --idle-timeout: the byte count last seen and when it last changed */
 	uint64_t last_bytes;
@@ -115,23 +83,25 @@ struct connection {
 	struct connection *prev, *next;
 };
 
-/* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout). */
+/* The epoll set, the pipe pool and grace periods; cs->movers is the caller's to fill. */
+int connections_init(struct connections *cs, sd_event *e);
+/* Close every connection, and free what connections_init() set up. */
+void connections_done(struct connections *cs);
+/* Close every connection at once (a second stop signal, the drain timeout). */
+void connections_abort_all(struct connections *cs);
+/* --idle-timeout: close the connections whose byte counts did not move for timeout. */
+void connections_close_idle(struct connections *cs, uint64_t timeout);
+
+/* A connection for an accepted client socket, which it owns from now on (closed on error). */
+int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
+		   struct connection **ret);
+/* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout, failed setup). */
 void connection_abort(struct connection *c);
-/* Run both flows after something they wait for happened. Frees c when it is finished. */
-void connection_run(struct connection *c);
 /* Connected, with any PROXY header sent: put it on a data path and start both flows. */
 void connection_start(struct connection *c);
-/* Bytes moved so far, both ways, both paths: for --idle-timeout. */
-int connection_bytes(struct connection *c, uint64_t *ret);
 
 /* For setup.c: watch a socket (0 stops watching), and arm the connection's timer (0: off). */
 int connection_watch(struct end *e, uint32_t events);
 int connection_arm_timer(struct connection *c, uint64_t at);
-/* An event on a connection socket, from the proxy's epoll set. */
-void connection_io(struct end *e, uint32_t revents);
-/* Free the connections that ended during an event batch. */
-void connection_reap(struct proxy *p);
-
-uint64_t now_usec(void);
 
 #endif /* SR_CONNECTION_H */

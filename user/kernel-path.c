@@ -19,7 +19,6 @@
 #include "bpf-loader.h"
 #include "kernel-path.h"
 #include "log.h"
-#include "proxy.h"
 #include "stats.h"
 
 /* Largest buffer of by-hand bytes per flow; past it, writing comes before more reading. */
@@ -111,16 +110,15 @@ static void undo_insert(struct bpf_state *bpf, struct end *e, bool verdict)
 		e->in_targets = false;
 }
 
-int kernel_path_attach(struct connection *c, bool *ret_settle)
+int kernel_path_attach(struct movers *m, struct end *client, struct end *backend, bool *ret_settle)
 {
-	struct proxy *p = c->proxy;
-	struct bpf_state *bpf = p->bpf;
-	uint32_t flags = p->kernel_upload ? SR_PEER_TARGET : 0;
+	struct bpf_state *bpf = m->bpf;
+	uint32_t flags = m->kernel_upload ? SR_PEER_TARGET : 0;
 	int r;
 
-	r = sock_cookie(c->client.fd, &c->client.cookie);
+	r = sock_cookie(client->fd, &client->cookie);
 	if (r >= 0)
-		r = sock_cookie(c->backend.fd, &c->backend.cookie);
+		r = sock_cookie(backend->fd, &backend->cookie);
 	if (r < 0)
 		return log_debug_errno(r, "Failed to read SO_COOKIE: %m"), SR_FALLBACK_OTHER;
 
@@ -128,102 +126,101 @@ int kernel_path_attach(struct connection *c, bool *ret_settle)
 	 * The target first: if the client is already half-closed (CLOSE_WAIT) the insert fails,
 	 * and nothing else has been done yet, so the whole connection simply uses splice.
 	 */
-	r = insert(bpf, &c->client, false);
+	r = insert(bpf, client, false);
 	if (r < 0)
 		return reason_from_errno(r, true);
 
-	r = bpf_peer_add(bpf, c->backend.cookie, c->client.cookie, SR_DIR_DOWN, flags);
+	r = bpf_peer_add(bpf, backend->cookie, client->cookie, SR_DIR_DOWN, flags);
 	if (r < 0) {
-		undo_insert(bpf, &c->client, false);
+		undo_insert(bpf, client, false);
 		return reason_from_errno(r, false);
 	}
-	c->backend.has_peer = true;
+	backend->has_peer = true;
 
-	if (p->kernel_upload) {
-		r = insert(bpf, &c->backend, false);
+	if (m->kernel_upload) {
+		r = insert(bpf, backend, false);
 		if (r < 0)
 			goto undo;
 	}
 
 	/* From this insert on, every skb the backend sends runs sr_redirect. */
-	r = insert(bpf, &c->backend, true);
+	r = insert(bpf, backend, true);
 	if (r < 0)
 		goto undo;
 
-	*ret_settle = kick_queued(&c->backend);
+	*ret_settle = kick_queued(backend);
 	return 0;
 undo:
-	undo_insert(bpf, &c->backend, false);
-	undo_insert(bpf, &c->client, false);
-	(void)bpf_peer_remove(bpf, c->backend.cookie);
-	c->backend.has_peer = false;
+	undo_insert(bpf, backend, false);
+	undo_insert(bpf, client, false);
+	(void)bpf_peer_remove(bpf, backend->cookie);
+	backend->has_peer = false;
 	return reason_from_errno(r, false);
 }
 
-int kernel_path_attach_upload(struct connection *c, bool *ret_settle)
+int kernel_path_attach_upload(struct movers *m, struct end *client, struct end *backend,
+			      bool *ret_settle)
 {
-	struct proxy *p = c->proxy;
-	struct bpf_state *bpf = p->bpf;
+	struct bpf_state *bpf = m->bpf;
 	int r, size;
 
-	if (!c->backend.in_targets)
+	if (!backend->in_targets)
 		return SR_FALLBACK_OTHER;
 
-	r = bpf_peer_add(bpf, c->client.cookie, c->backend.cookie, SR_DIR_UP, SR_PEER_TARGET);
+	r = bpf_peer_add(bpf, client->cookie, backend->cookie, SR_DIR_UP, SR_PEER_TARGET);
 	if (r < 0)
 		return reason_from_errno(r, true);
-	c->client.has_peer = true;
+	client->has_peer = true;
 
 	/*
 	 * The psock worker retries a send that would block one jiffy later, so upload speed is
 	 * about one send buffer per tick: it takes a large one (KERNEL-NOTES: 128 MiB effective
 	 * reached 0.89x direct). SO_SNDBUFFORCE passes the wmem_max cap; the kernel doubles it.
 	 */
-	if (c->backend.is_unix) {
-		size = (int)MIN(p->upload_sndbuf, (uint64_t)INT32_MAX / 2);
-		if (setsockopt(c->backend.fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) <
-			    0 &&
-		    setsockopt(c->backend.fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+	if (backend->is_unix) {
+		size = (int)MIN(m->upload_sndbuf, (uint64_t)INT32_MAX / 2);
+		if (setsockopt(backend->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0 &&
+		    setsockopt(backend->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
 			log_debug_errno(errno,
 					"Failed to size the backend send buffer, ignoring: %m");
 	}
 
-	r = insert(bpf, &c->client, true);
+	r = insert(bpf, client, true);
 	if (r < 0)
 		return reason_from_errno(r, true); /* the peer entry goes with the connection */
 
-	*ret_settle = kick_queued(&c->client);
+	*ret_settle = kick_queued(client);
 	return 0;
 }
 
-void kernel_path_forget(struct connection *c)
+void kernel_path_forget(struct movers *m, struct end *client, struct end *backend)
 {
-	struct bpf_state *bpf = c->proxy->bpf;
+	struct bpf_state *bpf = m->bpf;
 
-	if (c->backend.has_peer && bpf_peer_remove(bpf, c->backend.cookie) < 0)
+	if (backend->has_peer && bpf_peer_remove(bpf, backend->cookie) < 0)
 		log_debug_errno(errno, "Failed to remove peer entry, ignoring: %m");
-	if (c->client.has_peer && bpf_peer_remove(bpf, c->client.cookie) < 0)
+	if (client->has_peer && bpf_peer_remove(bpf, client->cookie) < 0)
 		log_debug_errno(errno, "Failed to remove peer entry, ignoring: %m");
-	c->backend.has_peer = c->client.has_peer = false;
+	backend->has_peer = client->has_peer = false;
 }
 
-int kernel_flow_hold(struct flow *f, bool hold)
+int kernel_flow_hold(struct movers *m, struct flow *f, bool hold)
 {
 	uint32_t flags = (hold ? SR_PEER_HOLD : 0) | (f->src->in_targets ? SR_PEER_TARGET : 0);
 	int r;
 
 	if (f->holding == hold)
 		return 0;
-	r = bpf_peer_set(f->conn->proxy->bpf, f->src->cookie, f->dst->cookie, f->dir, flags);
+	r = bpf_peer_set(m->bpf, f->src->cookie, f->dst->cookie, f->dir, flags);
 	if (r < 0)
 		return r;
 	f->holding = hold;
 	return 0;
 }
 
-int kernel_flow_src_pending(struct flow *f, uint64_t *ret)
+int kernel_flow_src_pending(struct movers *m, struct flow *f, uint64_t *ret)
 {
-	struct bpf_state *bpf = f->conn->proxy->bpf;
+	struct bpf_state *bpf = m->bpf;
 	uint64_t inq = 0, held = 0;
 	int r;
 
@@ -276,13 +273,13 @@ int kernel_flow_src_pending(struct flow *f, uint64_t *ret)
 	return 0;
 }
 
-int kernel_flow_dst_pending(struct flow *f, uint64_t *ret)
+int kernel_flow_dst_pending(struct movers *m, struct flow *f, uint64_t *ret)
 {
 	struct sr_probe probe;
 	int r;
 
-	stat_inc(f->conn->proxy->stats->drain_checks);
-	r = bpf_probe_psock(f->conn->proxy->bpf, f->dst->cookie, false, &probe);
+	stat_inc(m->stats->drain_checks);
+	r = bpf_probe_psock(m->bpf, f->dst->cookie, false, &probe);
 	if (r == -ENOENT) {
 		/* The target left the map: it was closed, nothing more will be sent on it. */
 		*ret = 0;
@@ -296,7 +293,7 @@ int kernel_flow_dst_pending(struct flow *f, uint64_t *ret)
 	return 0;
 }
 
-int kernel_flow_read_held(struct flow *f, bool *ret_eof, bool *ret_full)
+int kernel_flow_read_held(struct movers *m, struct flow *f, bool *ret_eof, bool *ret_full)
 {
 	size_t total = 0;
 
@@ -336,7 +333,7 @@ int kernel_flow_read_held(struct flow *f, bool *ret_eof, bool *ret_full)
 		f->buf_len += (size_t)n;
 		total += (size_t)n;
 	}
-	stat_add(f->conn->proxy->stats->flushed_bytes, total);
+	stat_add(m->stats->flushed_bytes, total);
 	return 0;
 }
 
@@ -358,4 +355,20 @@ int kernel_flow_write_held(struct flow *f)
 	}
 	f->buf_off = f->buf_len = 0;
 	return 1;
+}
+
+int kernel_flow_moved(struct movers *m, const struct flow *f, uint64_t *ret)
+{
+	struct sr_peer peer;
+	int r;
+
+	if (!f->src->has_peer) {
+		*ret = 0;
+		return 0;
+	}
+	r = bpf_peer_get(m->bpf, f->src->cookie, &peer);
+	if (r < 0)
+		return r;
+	*ret = peer.bytes;
+	return 0;
 }

@@ -5,7 +5,6 @@
  * connection's: --exit-idle-time and the --idle-timeout sweep.
  */
 #include <inttypes.h>
-#include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,10 +12,11 @@
 #include <systemd/sd-daemon.h>
 
 #include "bpf-loader.h"
+#include "lifecycle.h"
 #include "log.h"
-#include "proxy.h"
+#include "options.h"
+#include "routes.h"
 #include "stats.h"
-#include "workers.h"
 
 /* How often STATUS= may change. */
 #define STATUS_INTERVAL (2 * USEC_PER_SEC)
@@ -27,17 +27,36 @@
 
 static void proxy_exit(struct proxy *p)
 {
-	/* Each abort frees one connection; take the head until none is left. */
-	while (p->connections)
-		connection_abort(p->connections);
+	connections_abort_all(&p->setup.conns);
 	(void)sd_event_exit(p->event, 0);
+}
+
+/* The kernel path's counters, summed over CPUs; zeros without it. */
+static struct sr_kstats read_kstats(struct proxy *p)
+{
+	struct bpf_state *bpf = proxy_movers(p)->bpf;
+	struct sr_kstats k = {};
+
+	if (bpf && bpf_state_read_kstats(bpf, &k) < 0) {
+		log_debug_errno(errno, "Failed to read " SR_MAP_KSTATS ", ignoring: %m");
+		k = (struct sr_kstats){};
+	}
+	return k;
+}
+
+void lifecycle_log_summary(struct proxy *p)
+{
+	struct sr_kstats k = read_kstats(p);
+
+	stats_log_summary(proxy_movers(p)->stats, &k);
 }
 
 void lifecycle_send_status(struct proxy *p)
 {
+	struct sr_kstats k = read_kstats(p);
 	char status[sizeof(p->last_status)];
 
-	stats_format_status(p, status, sizeof(status));
+	stats_format_status(proxy_movers(p)->stats, &k, p->path_status, status, sizeof(status));
 	if (streq(status, p->last_status))
 		return;
 	(void)sd_notifyf(false, "STATUS=%s", status);
@@ -61,6 +80,20 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Whether a stop signal means "close everything now" rather than "drain". */
+static bool stop_now(const struct proxy *p, const struct signalfd_siginfo *si)
+{
+	/* One process: the first signal drains, the second closes everything. */
+	if (!p->worker)
+		return p->stopping;
+	/*
+	 * A worker can get the same stop twice, from systemd and from the supervisor, in either
+	 * order. Only the supervisor, which sees the signals sent to the service, escalates.
+	 */
+	return si->ssi_code == SI_QUEUE && si->ssi_pid == (uint32_t)getppid() &&
+	       si->ssi_int == SR_STOP_NOW;
+}
+
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct proxy *p = userdata;
@@ -68,7 +101,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 	size_t n = proxy_count_connections(p);
 	int r;
 
-	if (workers_stop_now(p, si)) {
+	if (stop_now(p, si)) {
 		log_notice("Signal %s again: closing all connections now.", sig);
 		proxy_exit(p);
 		return 0;
@@ -77,10 +110,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 	if (p->stopping)
 		return 0;
 
-	p->stopping = true;
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Draining connections...");
-	proxy_update_listeners(p);
-	(void)sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
+	proxy_stop_accepting(p);
 	(void)sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
 
 	if (n == 0) {
@@ -119,6 +150,7 @@ static void warn_fixed_options(const struct options *old, const struct options *
 }
 
 static int arm_idle_sweep(struct proxy *p);
+static void connections_changed(struct proxy *p);
 
 /*
  * SIGHUP: parse the command line and the config file again. Routes, backends, limits and
@@ -150,7 +182,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 		p->last_status[0] = 0;
 		lifecycle_send_status(p);
 		/* Last: `sockredir reload` returns when it sees this. */
-		stat_inc(p->stats->reloads_failed);
+		stat_inc(proxy_movers(p)->stats->reloads_failed);
 		return 0;
 	}
 
@@ -166,15 +198,12 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	o->map_entries = p->opts->map_entries;
 	o->workers = p->opts->workers;
 
-	options_free(p->opts);
-	p->opts = TAKE_PTR(o);
-	routes_free(p->routes);
-	p->routes = TAKE_PTR(r);
+	proxy_configure(p, TAKE_PTR(o), TAKE_PTR(r));
 	if (p->opts->verbose)
 		log_set_max_level(LOG_DEBUG);
 
 	proxy_update_listeners(p);
-	lifecycle_connections_changed(p);
+	connections_changed(p);
 	(void)arm_idle_sweep(p);
 	log_info("Reloaded: %zu default backend(s), %zu listener route(s), %zu host route(s).",
 		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
@@ -183,7 +212,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	p->last_status[0] = 0;
 	lifecycle_send_status(p);
 	/* Last: `sockredir reload` returns when it sees this. */
-	stat_inc(p->stats->reloads);
+	stat_inc(proxy_movers(p)->stats->reloads);
 	return 0;
 }
 
@@ -191,7 +220,7 @@ static int on_exit_idle(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct proxy *p = userdata;
 
-	if (p->connections)
+	if (proxy_count_connections(p) > 0)
 		return 0;
 	log_info("No connection for %" PRIu64 " ms: exiting (--exit-idle-time).",
 		 (uint64_t)(p->opts->exit_idle_time / USEC_PER_MSEC));
@@ -201,14 +230,16 @@ static int on_exit_idle(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-void lifecycle_connections_changed(struct proxy *p)
+/* Open connections changed: arm or disarm the --exit-idle-time timer. */
+static void connections_changed(struct proxy *p)
 {
 	int r;
 
 	if (!p->exit_idle_timer || p->stopping)
 		return;
 	/* With workers, idleness is the supervisor's to judge, from every worker's count. */
-	if (p->connections || p->opts->exit_idle_time == 0 || p->opts->workers > 1) {
+	if (proxy_count_connections(p) > 0 || p->opts->exit_idle_time == 0 ||
+	    p->opts->workers > 1) {
 		(void)sd_event_source_set_enabled(p->exit_idle_timer, SD_EVENT_OFF);
 		return;
 	}
@@ -222,35 +253,13 @@ void lifecycle_connections_changed(struct proxy *p)
 		log_warning_errno(r, "Failed to arm the exit-idle timer, ignoring: %m");
 }
 
-/*
- * --idle-timeout: a connection is idle while its byte counts don't move. On the kernel path
- * the counts are sr_redirect's, per socket in sr_peers, so watching costs one map lookup per
- * connection per sweep, and nothing per message.
- */
+/* --idle-timeout: see connections_close_idle(). */
 static int on_idle_sweep(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct proxy *p = userdata;
-	uint64_t now = now_usec(), timeout = p->opts->idle_timeout;
-	struct connection *c, *next;
 
-	for (c = p->connections; c && timeout; c = next) {
-		uint64_t bytes;
-
-		next = c->next;
-		if (c->phase != PHASE_RUN || connection_bytes(c, &bytes) < 0)
-			continue;
-		if (bytes != c->last_bytes) {
-			c->last_bytes = bytes;
-			c->last_active = now;
-			continue;
-		}
-		if (now - c->last_active < timeout)
-			continue;
-		log_debug("Connection %" PRIu64 ": idle for %" PRIu64 " ms: closing.", c->id,
-			  (now - c->last_active) / USEC_PER_MSEC);
-		stat_inc(p->stats->idle_closed);
-		connection_abort(c);
-	}
+	if (p->opts->idle_timeout)
+		connections_close_idle(&p->setup.conns, p->opts->idle_timeout);
 	return arm_idle_sweep(p);
 }
 
@@ -268,40 +277,7 @@ static int arm_idle_sweep(struct proxy *p)
 	return sd_event_source_set_enabled(p->idle_sweep, SD_EVENT_ONESHOT);
 }
 
-/* Events per epoll_wait(); the batch ends there, so that timers and signals get their turn. */
-#define EPOLL_BATCH 256
-
-static int on_connections_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-	struct epoll_event events[EPOLL_BATCH];
-	struct proxy *p = userdata;
-	int n;
-
-	n = epoll_wait(fd, events, EPOLL_BATCH, 0);
-	if (n < 0)
-		return errno == EINTR ? 0 : log_error_errno(errno, "epoll_wait() failed: %m");
-	p->dispatching = true;
-	for (int i = 0; i < n; i++)
-		connection_io(events[i].data.ptr, events[i].events);
-	p->dispatching = false;
-	connection_reap(p);
-	return 0;
-}
-
-/* A grace period has passed: run the connections that were waiting for one. */
-static void on_grace(void *userdata)
-{
-	struct proxy *p = userdata;
-	struct connection *c, *next;
-
-	for (c = p->connections; c; c = next) {
-		next = c->next;
-		if ((c->up.waits | c->down.waits) & WAIT_GRACE)
-			connection_run(c);
-	}
-}
-
-int lifecycle_setup(struct proxy *p)
+static int lifecycle_setup(struct proxy *p)
 {
 	int r;
 
@@ -339,43 +315,30 @@ int lifecycle_setup(struct proxy *p)
 	if (r < 0)
 		return log_error_errno(r, "Failed to set up timers: %m");
 
-	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	if (p->epoll_fd < 0)
-		return log_error_errno(errno, "Failed to create an epoll set: %m");
-	r = sd_event_add_io(p->event, &p->epoll_source, p->epoll_fd, EPOLLIN, on_connections_ready,
-			    p);
-	if (r < 0)
-		return log_error_errno(r, "Failed to watch the epoll set: %m");
-
-	r = pipe_pool_init(&p->pipes);
-	if (r < 0)
-		return log_error_errno(r, "Failed to open the reserve pipe: %m");
-
-	r = grace_new(p->event, on_grace, p, &p->grace);
-	if (r < 0)
-		return log_error_errno(r, "Failed to set up grace periods: %m");
 	return 0;
 }
 
-int proxy_run(struct proxy *p)
+int lifecycle_run(struct proxy *p)
 {
+	struct movers *m = proxy_movers(p);
 	int r;
 
 	r = lifecycle_setup(p);
 	if (r < 0)
 		return r;
-	r = proxy_listen(p);
+	p->connections_changed = connections_changed;
+	r = proxy_start(p);
 	if (r < 0)
 		return r;
-	lifecycle_connections_changed(p);
+	connections_changed(p);
 
 	/* Ready: the listeners are watched and, if it is in use, the kernel path is attached. */
 	(void)sd_notify(false, "READY=1");
 	lifecycle_send_status(p);
 	log_info("Forwarding %zu listener(s) on the %s path%s: %zu default backend(s), %zu "
 		 "listener route(s), %zu host route(s).",
-		 p->n_listeners, p->bpf ? "kernel" : "splice",
-		 p->bpf && p->kernel_upload ? " (both directions in the kernel)" : "",
+		 p->n_listeners, m->bpf ? "kernel" : "splice",
+		 m->kernel_upload ? " (both directions in the kernel)" : "",
 		 p->routes->fallback->n_backends, p->routes->n_by_listener, p->routes->n_by_host);
 
 	r = sd_event_loop(p->event);
@@ -384,26 +347,16 @@ int proxy_run(struct proxy *p)
 
 	/* The counters are every worker's: the supervisor logs them once. */
 	if (!p->worker)
-		stats_log_summary(p);
+		lifecycle_log_summary(p);
 	return 0;
 }
 
-void proxy_done(struct proxy *p)
+void lifecycle_done(struct proxy *p)
 {
-	while (p->connections)
-		connection_abort(p->connections);
-	for (size_t i = 0; i < p->n_listeners; i++)
-		p->listeners[i].event_source =
-			sd_event_source_disable_unref(p->listeners[i].event_source);
-	p->accept_resume = sd_event_source_disable_unref(p->accept_resume);
+	proxy_done(p);
 	p->drain_timer = sd_event_source_disable_unref(p->drain_timer);
 	p->exit_idle_timer = sd_event_source_disable_unref(p->exit_idle_timer);
 	p->idle_sweep = sd_event_source_disable_unref(p->idle_sweep);
 	p->status_timer = sd_event_source_disable_unref(p->status_timer);
-	p->grace = grace_free(p->grace);
-	p->epoll_source = sd_event_source_disable_unref(p->epoll_source);
-	p->epoll_fd = safe_close(p->epoll_fd);
-	pipe_pool_done(&p->pipes);
-	p->routes = routes_free(p->routes);
 	p->event = sd_event_unref(p->event);
 }

@@ -7,10 +7,10 @@
 #include <sys/resource.h>
 
 #include "bpf-loader.h"
+#include "lifecycle.h"
 #include "listen.h"
 #include "log.h"
 #include "options.h"
-#include "proxy.h"
 #include "privileges.h"
 #include "reload-cmd.h"
 #include "routes.h"
@@ -110,22 +110,26 @@ static void rlimit_nofile_raise(void)
 static int run(int argc, char *argv[])
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *bpf = NULL;
-	struct proxy p = { .argc = argc, .argv = argv, .epoll_fd = -EBADF };
+	struct proxy p = { .argc = argc, .argv = argv, .setup.conns.epoll_fd = -EBADF };
+	struct movers *m = proxy_movers(&p);
 	struct stats_runtime runtime = { .fd = -EBADF };
+	struct options *o;
+	struct routes *routes;
 	const char *e;
 	sigset_t mask;
 	int r;
 
-	r = options_parse(argc, argv, &p.opts);
+	r = options_parse(argc, argv, &o);
 	if (r <= 0)
 		return r;
+	proxy_configure(&p, o, NULL);
 	if (p.opts->verbose)
 		log_set_max_level(LOG_DEBUG);
 	rlimit_nofile_raise();
-	p.upload_sndbuf = p.opts->upload_sndbuf;
+	m->upload_sndbuf = p.opts->upload_sndbuf;
 
 	e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
-	if (e && parse_size(e, 0, USEC_PER_SEC, &p.debug_insert_delay) < 0)
+	if (e && parse_size(e, 0, USEC_PER_SEC, &p.setup.conns.debug_insert_delay) < 0)
 		log_warning("Ignoring invalid SOCKREDIR_DEBUG_INSERT_DELAY_USEC=%s.", e);
 
 	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
@@ -137,9 +141,10 @@ static int run(int argc, char *argv[])
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
-	r = routes_new(p.opts, NULL, &p.routes);
+	r = routes_new(p.opts, NULL, &routes);
 	if (r < 0)
 		goto out;
+	proxy_configure(&p, p.opts, routes);
 	r = listeners_open(p.opts->listen, p.opts->n_listen, &p.listeners, &p.n_listeners);
 	if (r < 0)
 		goto out;
@@ -150,28 +155,28 @@ static int run(int argc, char *argv[])
 	r = setup_kernel_path(p.opts, &bpf, p.path_status, sizeof(p.path_status));
 	if (r < 0)
 		goto out;
-	p.bpf = bpf;
-	p.kernel_upload = bpf && p.opts->kernel_upload;
+	m->bpf = bpf;
+	m->kernel_upload = bpf && p.opts->kernel_upload;
 	/*
 	 * Without BPF the counters still live in shared memory, so that workers add into one set
 	 * and the supervisor reads the totals, as they do through sr_proxy_stats.
 	 */
 	if (bpf)
-		p.stats = bpf_state_proxy_stats(bpf);
+		m->stats = bpf_state_proxy_stats(bpf);
 	else {
 		r = stats_runtime_new(p.opts->name, p.path_status, &runtime);
 		if (r < 0) {
 			log_error_errno(r, "Failed to map the connection counters: %m");
 			goto out;
 		}
-		p.stats = &runtime.mem->proxy;
+		m->stats = &runtime.mem->proxy;
 	}
-	p.stats->workers = p.opts->workers;
-	p.stats->main_pid = (uint32_t)getpid();
-	p.stats->upload_kernel = p.kernel_upload;
+	m->stats->workers = p.opts->workers;
+	m->stats->main_pid = (uint32_t)getpid();
+	m->stats->upload_kernel = m->kernel_upload;
 	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
-	else if (p.kernel_upload)
+	else if (m->kernel_upload)
 		log_warning("--kernel-upload: client->backend moves in the kernel, with no memory "
 			    "bound against a slow backend. See README.md, \"Known limits\".");
 
@@ -180,14 +185,14 @@ static int run(int argc, char *argv[])
 	 * CAP_BPF, and SO_SNDBUFFORCE CAP_NET_ADMIN. Drop the rest (see user/privileges.c).
 	 */
 	if (bpf) {
-		uint64_t keep = 1ULL << CAP_BPF | (p.kernel_upload ? 1ULL << CAP_NET_ADMIN : 0);
+		uint64_t keep = 1ULL << CAP_BPF | (m->kernel_upload ? 1ULL << CAP_NET_ADMIN : 0);
 
 		r = capabilities_keep_only(keep);
 		if (r < 0)
 			log_warning_errno(r, "Failed to drop capabilities, ignoring: %m");
 		else
 			log_debug("Capabilities dropped to CAP_BPF%s.",
-				  p.kernel_upload ? " and CAP_NET_ADMIN" : "");
+				  m->kernel_upload ? " and CAP_NET_ADMIN" : "");
 	}
 
 	/* With the privileges connect() will have. */
@@ -199,14 +204,13 @@ static int run(int argc, char *argv[])
 		if (r < 0 || !p.worker)
 			goto out;
 	}
-	r = proxy_run(&p);
+	r = lifecycle_run(&p);
 out:
-	proxy_done(&p);
+	lifecycle_done(&p);
 	if (!p.worker)
 		bpf_state_unpin(bpf);
 	stats_runtime_done(&runtime, !p.worker);
 	listeners_free(p.listeners, p.n_listeners);
-	options_free(p.opts);
 	return r;
 }
 

@@ -1,14 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Listeners and the accept loop: when to accept, and what to do when accepting fails. */
-#include <inttypes.h>
-#include <stdio.h>
-#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "listen.h"
 #include "log.h"
+#include "options.h"
 #include "proxy.h"
-#include "setup.h"
-#include "stats.h"
+#include "routes.h"
 
 /* Accepts per listener wakeup, so that a flood can't starve open connections. */
 #define ACCEPT_BATCH 64
@@ -16,12 +15,10 @@
 #define ACCEPT_PAUSE (1 * USEC_PER_SEC)
 /* Pauses within this window after a logged one are logged at debug level. */
 #define ACCEPT_PAUSE_LOG_INTERVAL (60 * USEC_PER_SEC)
-/* Connect failures within this window after a logged one are only counted. */
-#define CONNECT_FAIL_LOG_INTERVAL (5 * USEC_PER_SEC)
 
 size_t proxy_count_connections(const struct proxy *p)
 {
-	return p->n_open;
+	return p->setup.conns.n_open;
 }
 
 /*
@@ -35,7 +32,8 @@ void proxy_update_listeners(struct proxy *p)
 	 * worker turned off by the others' connections would wait for one of its own to close.
 	 */
 	unsigned max = DIV_ROUND_UP(p->opts->max_connections, p->opts->workers);
-	bool on = !p->stopping && !p->accept_paused && !(max && p->n_open >= max);
+	unsigned n_open = p->setup.conns.n_open;
+	bool on = !p->stopping && !p->accept_paused && !(max && n_open >= max);
 
 	if (on == p->listeners_on)
 		return;
@@ -43,16 +41,18 @@ void proxy_update_listeners(struct proxy *p)
 		(void)sd_event_source_set_enabled(p->listeners[i].event_source,
 						  on ? SD_EVENT_ON : SD_EVENT_OFF);
 	p->listeners_on = on;
-	log_debug("%s accepting (%u open).", on ? "Resuming" : "Pausing", p->n_open);
+	log_debug("%s accepting (%u open).", on ? "Resuming" : "Pausing", n_open);
 }
 
-void proxy_resume_accept(struct proxy *p)
+/* Resume accepting after an fd shortage, unless accepted connections still wait for fds. */
+static void proxy_resume_accept(struct proxy *p)
 {
 	/* Fds freed now go first to connections we already accepted. */
 	if (!p->accept_paused || p->stopping)
 		return;
-	if (p->n_waiting_fd > 0) {
-		log_debug("Not accepting yet: %u connection(s) wait for fds.", p->n_waiting_fd);
+	if (p->setup.n_waiting_fd > 0) {
+		log_debug("Not accepting yet: %u connection(s) wait for fds.",
+			  p->setup.n_waiting_fd);
 		return;
 	}
 	p->accept_paused = false;
@@ -66,13 +66,17 @@ static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-void proxy_pause_accept(struct proxy *p, int error)
+/*
+ * Out of fds (error is -EMFILE or -ENFILE): stop accepting until a connection closes, so that the
+ * connections we have can still get the fds they need. Logs once per pause.
+ */
+static void proxy_pause_accept(struct proxy *p, int error)
 {
 	uint64_t now = now_usec();
 	int r;
 
 	/* Spare pipes are fds too: give them back first. */
-	pipe_pool_clear(&p->pipes);
+	pipe_pool_clear(&proxy_movers(p)->pipes);
 	if (p->accept_paused)
 		return;
 
@@ -130,18 +134,49 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 				return 0;
 			}
 		}
-		if (connection_new(p, cfd, l) < 0)
+		if (setup_accepted(&p->setup, cfd, l) < 0)
 			log_warning_errno(ENOMEM, "Failed to set up a connection: %m");
 		proxy_update_listeners(p);
 	}
-	lifecycle_connections_changed(p);
+	p->connections_changed(p);
 	return 0;
 }
 
-int proxy_listen(struct proxy *p)
+static void on_connection_closed(struct connections *cs)
+{
+	struct proxy *p = container_of(cs, struct proxy, setup.conns);
+
+	if (p->stopping) {
+		if (!cs->list)
+			(void)sd_event_exit(p->event, 0);
+		return;
+	}
+	proxy_resume_accept(p);
+	proxy_update_listeners(p);
+	p->connections_changed(p);
+}
+
+static void on_out_of_fds(struct connections *cs, int error)
+{
+	proxy_pause_accept(container_of(cs, struct proxy, setup.conns), error);
+}
+
+static void on_fds_back(struct setup *s)
+{
+	proxy_resume_accept(container_of(s, struct proxy, setup));
+}
+
+int proxy_start(struct proxy *p)
 {
 	char addr[SR_ADDRESS_STRLEN];
 	int r;
+
+	p->setup.conns.closed = on_connection_closed;
+	p->setup.conns.out_of_fds = on_out_of_fds;
+	p->setup.fds_back = on_fds_back;
+	r = setup_init(&p->setup, p->event);
+	if (r < 0)
+		return r;
 
 	/*
 	 * Created now and kept: its timerfd, shared by every CLOCK_MONOTONIC timer, must not have
@@ -171,53 +206,30 @@ int proxy_listen(struct proxy *p)
 	return 0;
 }
 
-void proxy_connection_closed(struct proxy *p)
+void proxy_stop_accepting(struct proxy *p)
 {
-	if (p->stopping) {
-		if (!p->connections)
-			(void)sd_event_exit(p->event, 0);
-		return;
-	}
-	proxy_resume_accept(p);
+	p->stopping = true;
 	proxy_update_listeners(p);
-	lifecycle_connections_changed(p);
+	(void)sd_event_source_set_enabled(p->accept_resume, SD_EVENT_OFF);
 }
 
-void proxy_log_connect_failure(struct proxy *p, int error, const struct route *rt)
+void proxy_configure(struct proxy *p, struct options *o, struct routes *r)
 {
-	char what[512];
-	const char *hint;
-	uint64_t now = now_usec();
-	size_t off = 0;
+	if (o != p->opts)
+		options_free(p->opts);
+	if (r != p->routes)
+		routes_free(p->routes);
+	p->opts = o;
+	p->routes = r;
+	setup_configure(&p->setup, o, r);
+}
 
-	stat_inc(p->stats->connect_failed);
-	if (p->connect_fail_logged_at &&
-	    now - p->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
-		p->connect_fail_suppressed++;
-		return;
-	}
-
-	for (size_t i = 0; i < rt->n_backends && off < sizeof(what) - 1; i++) {
-		int n = snprintf(what + off, sizeof(what) - off, "%s%s", i ? ", " : "",
-				 rt->backends[i]->spec);
-
-		off += n > 0 ? (size_t)n : 0;
-	}
-	/* The one failure that is never the backend's: say where to look. */
-	hint = error == -EACCES || error == -EPERM ?
-		       " The socket needs write permission for sockredir's user, and the "
-		       "service's sandbox must let it reach the path (see README.md, \"Where "
-		       "backend sockets may live\")." :
-		       "";
-	if (p->connect_fail_suppressed > 0)
-		log_warning_errno(error,
-				  "Failed to connect to backend %s: %m (and %u more "
-				  "failures since the last message). Closing the client.%s",
-				  what, p->connect_fail_suppressed, hint);
-	else
-		log_warning_errno(error,
-				  "Failed to connect to backend %s: %m. Closing the client.%s",
-				  what, hint);
-	p->connect_fail_logged_at = now;
-	p->connect_fail_suppressed = 0;
+void proxy_done(struct proxy *p)
+{
+	connections_done(&p->setup.conns);
+	for (size_t i = 0; i < p->n_listeners; i++)
+		p->listeners[i].event_source =
+			sd_event_source_disable_unref(p->listeners[i].event_source);
+	p->accept_resume = sd_event_source_disable_unref(p->accept_resume);
+	proxy_configure(p, NULL, NULL);
 }

@@ -12,15 +12,15 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "backend.h"
-#include "connection.h"
 #include "listen.h"
 #include "log.h"
-#include "peek.h"
+#include "options.h"
 #include "proxy-protocol.h"
-#include "proxy.h"
 #include "routes.h"
 #include "setup.h"
 #include "stats.h"
@@ -30,8 +30,15 @@
 #define CONNECT_BACKOFF_MAX (500 * USEC_PER_MSEC)
 /* A Unix client can't be woken for "more bytes than now": poll it while peeking. */
 #define PEEK_POLL_UNIX (10 * USEC_PER_MSEC)
+/* Connect failures within this window after a logged one are only counted. */
+#define CONNECT_FAIL_LOG_INTERVAL (5 * USEC_PER_SEC)
 
 static void setup_connect(struct connection *c);
+
+static struct setup *setup_of(struct connection *c)
+{
+	return container_of(c->set, struct setup, conns);
+}
 
 /*
  * A proxy must not delay what it relays: with Nagle on, a reply's last partial segment waits
@@ -64,17 +71,17 @@ static void set_rcvlowat(int fd, int bytes)
 
 static void set_waiting_fd(struct connection *c, bool waiting)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 
 	if (c->waiting_fd == waiting)
 		return;
 	c->waiting_fd = waiting;
 	if (waiting) {
-		p->n_waiting_fd++;
+		s->n_waiting_fd++;
 		return;
 	}
-	p->n_waiting_fd--;
-	proxy_resume_accept(p);
+	s->n_waiting_fd--;
+	s->fds_back(s);
 }
 
 /* The backend being tried or used. It counts as active from the attempt on (least-conn). */
@@ -92,7 +99,8 @@ static void target_clear(struct connection *c)
 	c->target = backend_unref(c->target);
 }
 
-void setup_done(struct connection *c)
+/* When a connection is freed, at whatever phase: drop what setup holds. */
+static void setup_free(struct connection *c)
 {
 	set_waiting_fd(c, false);
 	c->route = route_unref(c->route);
@@ -112,11 +120,11 @@ static void setup_fail(struct connection *c)
 /* The backend is connected: send the PROXY header, then hand over to the data paths. */
 static void setup_connected(struct connection *c)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 	uint8_t hdr[PROXY_HEADER_MAX];
 	int n;
 
-	backend_report(c->target, p->routes, true, now_usec());
+	backend_report(c->target, s->routes, true, now_usec());
 	c->route = route_unref(c->route);
 	(void)connection_watch(&c->backend, 0);
 	(void)connection_arm_timer(c, 0);
@@ -127,10 +135,10 @@ static void setup_connected(struct connection *c)
 	 * Before any client byte, and before the backend socket joins a sockhash. A fresh
 	 * socket's send buffer always takes these few bytes at once.
 	 */
-	if (p->opts->proxy_protocol) {
+	if (s->opts->proxy_protocol) {
 		ssize_t k;
 
-		n = proxy_header_for_socket(p->opts->proxy_protocol, c->client.fd, hdr,
+		n = proxy_header_for_socket(s->opts->proxy_protocol, c->client.fd, hdr,
 					    sizeof(hdr));
 		if (n < 0) {
 			log_debug_errno(n, "Connection %" PRIu64 ": no PROXY header: %m", c->id);
@@ -150,11 +158,51 @@ static void setup_connected(struct connection *c)
 	connection_start(c);
 }
 
+/* No backend of route rt could be reached: say so once per burst, and count the rest. */
+static void log_connect_failure(struct setup *s, int error, const struct route *rt)
+{
+	char what[512];
+	const char *hint;
+	uint64_t now = now_usec();
+	size_t off = 0;
+
+	stat_inc(s->conns.movers.stats->connect_failed);
+	if (s->connect_fail_logged_at &&
+	    now - s->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
+		s->connect_fail_suppressed++;
+		return;
+	}
+
+	for (size_t i = 0; i < rt->n_backends && off < sizeof(what) - 1; i++) {
+		int n = snprintf(what + off, sizeof(what) - off, "%s%s", i ? ", " : "",
+				 rt->backends[i]->spec);
+
+		off += n > 0 ? (size_t)n : 0;
+	}
+	/* The one failure that is never the backend's: say where to look. */
+	hint = error == -EACCES || error == -EPERM ?
+		       " The socket needs write permission for sockredir's user, and the "
+		       "service's sandbox must let it reach the path (see README.md, \"Where "
+		       "backend sockets may live\")." :
+		       "";
+	if (s->connect_fail_suppressed > 0)
+		log_warning_errno(error,
+				  "Failed to connect to backend %s: %m (and %u more "
+				  "failures since the last message). Closing the client.%s",
+				  what, s->connect_fail_suppressed, hint);
+	else
+		log_warning_errno(error,
+				  "Failed to connect to backend %s: %m. Closing the client.%s",
+				  what, hint);
+	s->connect_fail_logged_at = now;
+	s->connect_fail_suppressed = 0;
+}
+
 /* The attempt on c->target failed: note it, and go on with the next backend. */
 static void setup_attempt_failed(struct connection *c, int error)
 {
 	log_debug_errno(error, "Connection %" PRIu64 ": backend %s: %m", c->id, c->target->spec);
-	backend_report(c->target, c->proxy->routes, false, now_usec());
+	backend_report(c->target, setup_of(c)->routes, false, now_usec());
 	c->last_error = error;
 	target_clear(c);
 	(void)connection_watch(&c->backend, 0);
@@ -170,20 +218,19 @@ static void setup_attempt_failed(struct connection *c, int error)
  */
 static void setup_connect(struct connection *c)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 	uint64_t now = now_usec();
 
 	for (;;) {
 		struct backend *b;
 		int fd = -EBADF, r;
 
-		b = route_pick(c->route, p->routes, &c->tried, now);
+		b = route_pick(c->route, s->routes, &c->tried, now);
 		if (!b) {
 			uint64_t delay;
 
-			if (p->opts->connect_timeout == 0 || now >= c->deadline) {
-				proxy_log_connect_failure(
-					p, c->last_error ? c->last_error : -ETIMEDOUT, c->route);
+			if (s->opts->connect_timeout == 0 || now >= c->deadline) {
+				log_connect_failure(s, c->last_error ?: -ETIMEDOUT, c->route);
 				setup_fail(c);
 				return;
 			}
@@ -206,7 +253,7 @@ static void setup_connect(struct connection *c)
 					"(%m), retrying.",
 					c->id);
 			c->tried = 0;
-			proxy_pause_accept(p, r);
+			s->conns.out_of_fds(&s->conns, r);
 			set_waiting_fd(c, true);
 			(void)connection_arm_timer(c, now + FD_RETRY);
 			return;
@@ -217,7 +264,7 @@ static void setup_connect(struct connection *c)
 			/* ENOENT (not there yet), ECONNREFUSED, EAGAIN (backlog full): next. */
 			log_debug_errno(r, "Connection %" PRIu64 ": backend %s: %m", c->id,
 					b->spec);
-			backend_report(b, p->routes, false, now);
+			backend_report(b, s->routes, false, now);
 			c->last_error = r;
 			continue;
 		}
@@ -242,20 +289,20 @@ static void setup_connect(struct connection *c)
 
 static void setup_start_connect(struct connection *c, struct route *rt)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 
 	c->phase = PHASE_CONNECT;
 	c->route = route_ref(rt);
 	c->tried = 0;
 	c->passes = 0;
-	c->deadline = now_usec() + p->opts->connect_timeout;
+	c->deadline = now_usec() + s->opts->connect_timeout;
 	setup_connect(c);
 }
 
 /* Decide the route from what the peek found, or close per --peek-fail. */
 static void setup_route_by_peek(struct connection *c, enum peek_result res, const char *host)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 	struct route *rt = NULL;
 
 	if (!c->client.is_unix)
@@ -264,21 +311,21 @@ static void setup_route_by_peek(struct connection *c, enum peek_result res, cons
 	(void)connection_arm_timer(c, 0);
 
 	if (res == PEEK_FOUND)
-		rt = routes_for_host(p->routes, host);
-	if (res == PEEK_INVALID && p->opts->peek_fail_close) {
+		rt = routes_for_host(s->routes, host);
+	if (res == PEEK_INVALID && s->opts->peek_fail_close) {
 		log_debug("Connection %" PRIu64 ": no valid Host or SNI: closing (--peek-fail).",
 			  c->id);
-		stat_inc(p->stats->peek_failed);
+		stat_inc(s->conns.movers.stats->peek_failed);
 		setup_fail(c);
 		return;
 	}
 	if (res == PEEK_INVALID)
-		stat_inc(p->stats->peek_failed);
+		stat_inc(s->conns.movers.stats->peek_failed);
 	log_debug("Connection %" PRIu64 ": peek %s%s%s: route %s.", c->id,
 		  peek_result_to_string(res), res == PEEK_FOUND ? " " : "",
 		  res == PEEK_FOUND ? host : "", rt ? rt->key : "(default)");
 	if (!rt)
-		rt = p->routes->fallback;
+		rt = s->routes->fallback;
 	if (rt->n_backends == 0) {
 		log_debug("Connection %" PRIu64 ": no route and no default backend: closing.",
 			  c->id);
@@ -295,14 +342,14 @@ static void setup_route_by_peek(struct connection *c, enum peek_result res, cons
  */
 static void setup_peek(struct connection *c)
 {
-	struct proxy *p = c->proxy;
+	struct setup *s = setup_of(c);
 	char host[PEEK_HOST_MAX];
 	enum peek_result res = PEEK_MORE;
 	uint64_t now = now_usec();
 	ssize_t n;
 	int r;
 
-	n = recv(c->client.fd, p->peek_buf, PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
+	n = recv(c->client.fd, s->peek_buf, PEEK_MAX, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && errno != EAGAIN) {
 		connection_abort(c);
 		return;
@@ -313,7 +360,7 @@ static void setup_peek(struct connection *c)
 		return;
 	}
 	if (n > 0)
-		res = peek_name(p->peek_buf, (size_t)n, host);
+		res = peek_name(s->peek_buf, (size_t)n, host);
 	if (res == PEEK_MORE && (c->client.rdhup || n == PEEK_MAX || now >= c->deadline)) {
 		log_debug("Connection %" PRIu64 ": peek gave up: %s after %zd bytes.", c->id,
 			  c->client.rdhup ? "client closed" :
@@ -341,7 +388,8 @@ static void setup_peek(struct connection *c)
 		connection_abort(c);
 }
 
-void setup_run(struct connection *c, struct end *e, uint32_t revents)
+/* An event for a connection in setup: e is the socket (NULL for the timer). */
+static void setup_event(struct connection *c, struct end *e, uint32_t revents)
 {
 	int r;
 
@@ -373,54 +421,32 @@ void setup_run(struct connection *c, struct end *e, uint32_t revents)
 	setup_connect(c); /* the timer, after a backoff or a lack of fds */
 }
 
-int connection_new(struct proxy *p, int client_fd, const struct listener *l)
+int setup_accepted(struct setup *s, int client_fd, const struct listener *l)
 {
 	struct connection *c;
 	struct route *rt;
+	int r;
 
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		safe_close(client_fd);
-		return -ENOMEM;
-	}
-	c->proxy = p;
-	c->id = ++p->next_id;
+	r = connection_new(&s->conns, client_fd, l->addr.sa.sa_family == AF_UNIX, &c);
+	if (r < 0)
+		return r;
 	c->listener_name = l->name;
-	c->client = (struct end){
-		.conn = c,
-		.fd = client_fd,
-		.is_unix = l->addr.sa.sa_family == AF_UNIX,
-	};
-	c->backend = (struct end){ .conn = c, .fd = -EBADF };
-	c->up = (struct flow){ .conn = c, .dir = SR_DIR_UP, .src = &c->client, .dst = &c->backend };
-	c->down = (struct flow){
-		.conn = c, .dir = SR_DIR_DOWN, .src = &c->backend, .dst = &c->client
-	};
-
-	c->next = p->connections;
-	if (c->next)
-		c->next->prev = c;
-	p->connections = c;
-	stat_inc(p->stats->accepted);
-	stat_inc(p->stats->open);
-	p->n_open++;
-
 	if (!c->client.is_unix) {
 		tcp_nodelay(client_fd);
-		if (p->opts->keepalive)
-			tcp_keepalive(client_fd, p->opts->keepalive_time);
+		if (s->opts->keepalive)
+			tcp_keepalive(client_fd, s->opts->keepalive_time);
 	}
 
 	/* A listener with its own --route uses it; the others use the host routes, if any. */
-	rt = routes_for_listener(p->routes, l->name);
-	if (!rt && p->routes->n_by_host > 0) {
+	rt = routes_for_listener(s->routes, l->name);
+	if (!rt && s->routes->n_by_host > 0) {
 		c->phase = PHASE_PEEK;
-		c->deadline = now_usec() + p->opts->peek_timeout;
+		c->deadline = now_usec() + s->opts->peek_timeout;
 		setup_peek(c);
 		return 0;
 	}
 	if (!rt)
-		rt = p->routes->fallback;
+		rt = s->routes->fallback;
 	if (rt->n_backends == 0) {
 		log_debug("Connection %" PRIu64 ": no backend for socket %s: closing.", c->id,
 			  l->name);
@@ -429,4 +455,17 @@ int connection_new(struct proxy *p, int client_fd, const struct listener *l)
 	}
 	setup_start_connect(c, rt);
 	return 0;
+}
+
+int setup_init(struct setup *s, sd_event *e)
+{
+	s->conns.setup_event = setup_event;
+	s->conns.setup_free = setup_free;
+	return connections_init(&s->conns, e);
+}
+
+void setup_configure(struct setup *s, const struct options *o, struct routes *r)
+{
+	s->opts = o;
+	s->routes = r;
 }

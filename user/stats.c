@@ -9,9 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "bpf-loader.h"
 #include "log.h"
-#include "proxy.h"
 #include "stats.h"
 
 /* The BPF ABI uses __u64 (unsigned long long); PRIu64 wants uint64_t. */
@@ -40,29 +38,23 @@ static const char *format_bytes(uint64_t n, char *buf, size_t size)
 	return buf;
 }
 
-void stats_format_status(const struct proxy *p, char *buf, size_t size)
+void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats *k,
+			 const char *path_status, char *buf, size_t size)
 {
-	const struct sr_proxy_stats *s = p->stats;
-	struct sr_kstats k = {};
 	char down[32], up[32];
 
-	if (p->bpf && bpf_state_read_kstats(p->bpf, &k) < 0)
-		k = (struct sr_kstats){};
 	snprintf(buf, size,
 		 "%s: %" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
 		 " splice); %s down, %s up",
-		 p->path_status, U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
-		 format_bytes(k.bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
+		 path_status, U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
+		 format_bytes(k->bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
 				      s->flushed_bytes,
 			      down, sizeof(down)),
-		 format_bytes(k.bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP], up, sizeof(up)));
+		 format_bytes(k->bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP], up, sizeof(up)));
 }
 
-void stats_log_summary(struct proxy *p)
+void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k)
 {
-	const struct sr_proxy_stats *s = p->stats;
-	struct sr_kstats k = {};
-
 	log_info("Connections: %" PRIu64 " accepted, %" PRIu64 " on the kernel path (%" PRIu64
 		 " with kernel upload), %" PRIu64 " on splice (mode %" PRIu64
 		 ", client half-closed %" PRIu64 ", backend refused %" PRIu64 ", map full %" PRIu64
@@ -72,16 +64,14 @@ void stats_log_summary(struct proxy *p)
 		 U(s->fallback[SR_FALLBACK_BACKEND_STATE]), U(s->fallback[SR_FALLBACK_MAP_FULL]),
 		 U(s->fallback[SR_FALLBACK_OTHER]), U(s->connect_failed));
 
-	if (p->bpf && bpf_state_read_kstats(p->bpf, &k) < 0)
-		log_debug_errno(errno, "Failed to read " SR_MAP_KSTATS ", ignoring: %m");
 	log_info("Setup: %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64 " reloads.",
 		 U(s->peek_failed), U(s->idle_closed), U(s->reloads));
 	log_info("Bytes: kernel down %" PRIu64 ", kernel up %" PRIu64 ", spliced up %" PRIu64
 		 ", spliced down %" PRIu64 ", moved by hand %" PRIu64 "; %" PRIu64
 		 " drain checks, %" PRIu64 " redirect failures, %" PRIu64 " held skbs.",
-		 U(k.bytes[SR_DIR_DOWN]), U(k.bytes[SR_DIR_UP]), U(s->spliced_bytes[SR_DIR_UP]),
+		 U(k->bytes[SR_DIR_DOWN]), U(k->bytes[SR_DIR_UP]), U(s->spliced_bytes[SR_DIR_UP]),
 		 U(s->spliced_bytes[SR_DIR_DOWN]), U(s->flushed_bytes), U(s->drain_checks),
-		 U(k.redirect_failed), U(k.held));
+		 U(k->redirect_failed), U(k->held));
 }
 
 int stats_runtime_new(const char *name, const char *path_status, struct stats_runtime *ret)

@@ -8,8 +8,6 @@
 
 #include "../bpf/sockredir.h"
 
-struct proxy;
-
 /*
  * Without the kernel path there are no pins, yet `sockredir stats` and `sockredir reload` must
  * still find the instance, and see why it runs on splice: its counters then live in a file,
@@ -52,9 +50,13 @@ int stats_runtime_read(const char *dir, struct sr_runtime_stats *ret);
 #define stat_inc(counter)    stat_add(counter, 1)
 #define stat_dec(counter)    __atomic_sub_fetch(&(counter), 1, __ATOMIC_RELAXED)
 
-/* One line for STATUS=: "N open, M total (K kernel, F spliced)". */
-void stats_format_status(const struct proxy *p, char *buf, size_t size);
+/*
+ * One line for STATUS=: "PATH: N open, M accepted (K kernel path, F splice); X down, Y up", from
+ * the proxy's counters and the kernel path's (zeros without it).
+ */
+void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats *k,
+			 const char *path_status, char *buf, size_t size);
 /* Log the totals, at info level. */
-void stats_log_summary(struct proxy *p);
+void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k);
 
 #endif /* SR_STATS_H */

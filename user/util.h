@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f)	   __attribute__((cleanup(f)))
@@ -23,9 +24,12 @@
 #define CLAMP(x, lo, hi)   MIN(MAX(x, lo), hi)
 #define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
 
-#define USEC_PER_SEC	   UINT64_C(1000000)
-#define USEC_PER_MSEC	   UINT64_C(1000)
-#define NSEC_PER_USEC	   UINT64_C(1000)
+/* The struct that embeds *ptr as member: how a layer's callback finds its owner's object. */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define USEC_PER_SEC			UINT64_C(1000000)
+#define USEC_PER_MSEC			UINT64_C(1000)
+#define NSEC_PER_USEC			UINT64_C(1000)
 
 /* Hand over ownership: return the value and leave the variable empty for its cleanup. */
 #define TAKE_GENERIC(var, null)             \
@@ -81,6 +85,15 @@ static inline void *mfree(void *p)
 static inline int negative_errno(void)
 {
 	return errno > 0 ? -errno : -EIO;
+}
+
+/* CLOCK_MONOTONIC in µs: every timer and deadline of the proxy counts in these. */
+static inline uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
 }
 
 static inline bool streq(const char *a, const char *b)

@@ -24,8 +24,9 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "lifecycle.h"
 #include "log.h"
-#include "proxy.h"
+#include "options.h"
 #include "stats.h"
 #include "workers.h"
 
@@ -97,19 +98,6 @@ static void workers_signal(struct supervisor *s, int sig, int value)
 		if (s->workers[i].pid > 0)
 			(void)sigqueue(s->workers[i].pid, sig,
 				       (union sigval){ .sival_int = value });
-}
-
-bool workers_stop_now(const struct proxy *p, const struct signalfd_siginfo *si)
-{
-	/* One process: the first signal drains, the second closes everything. */
-	if (!p->worker)
-		return p->stopping;
-	/*
-	 * A worker can get the same stop twice, from systemd and from the supervisor, in either
-	 * order. Only the supervisor, which sees the signals sent to the service, escalates.
-	 */
-	return si->ssi_code == SI_QUEUE && si->ssi_pid == (uint32_t)getppid() &&
-	       si->ssi_int == SR_STOP_NOW;
 }
 
 static unsigned workers_running(const struct supervisor *s)
@@ -206,7 +194,7 @@ static void supervisor_tick(struct supervisor *s)
 	lifecycle_send_status(s->p);
 
 	/* The shared count includes connections still being set up in a worker. */
-	if (__atomic_load_n(&s->p->stats->open, __ATOMIC_RELAXED) > 0) {
+	if (__atomic_load_n(&proxy_movers(s->p)->stats->open, __ATOMIC_RELAXED) > 0) {
 		s->idle_since = 0;
 		return;
 	}
@@ -300,7 +288,7 @@ int workers_run(struct proxy *p)
 	}
 
 	free(s.workers);
-	stats_log_summary(p);
+	lifecycle_log_summary(p);
 	if (s.failed && r == 0)
 		r = -ECHILD;
 	return r;
