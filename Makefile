@@ -106,7 +106,7 @@ $(OUTPUT)/srpeer: tests/srpeer.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $< -o $@
 
-$(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/user/options.o \
+$(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/user/parse.o \
 			$(OUTPUT)/user/log.o | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Unit tests for BACKEND and --listen parsing (user/address.c) and the strict number parsers
- * (user/options.c): every accepted form, and every way of being rejected.
+ * (user/parse.c): every accepted form, and every way of being rejected.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../user/address.h"
-#include "../user/options.h"
+#include "../user/parse.h"
 
 #include "check.h"
 

@@ -11,6 +11,8 @@
 #include "listen.h"
 #include "log.h"
 #include "options.h"
+#include "parse.h"
+#include "proxy.h"
 #include "privileges.h"
 #include "reload-cmd.h"
 #include "routes.h"

@@ -4,24 +4,23 @@
  * a config file line "key = value" is looked up in the same table and applied by the same
  * function, so both accept exactly the same names and values.
  */
-#include <ctype.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <syslog.h>
 
 #include "../bpf/sockredir.h"
+#include "address.h"
+#include "config-file.h"
 #include "log.h"
+#include "options-help.h"
 #include "options.h"
+#include "parse.h"
+#include "usage.h"
 
 #ifndef SR_VERSION
 #define SR_VERSION "0.0"
 #endif
-
-/* A config file longer than this is surely a mistake. */
-#define CONFIG_MAX_LINES 10000
 
 enum {
 	ARG_VERSION = 0x100,
@@ -90,231 +89,6 @@ static const char *const mode_table[] = {
 const char *mode_to_string(enum sr_mode m)
 {
 	return m < ELEMENTSOF(mode_table) ? mode_table[m] : "?";
-}
-
-static void help(void)
-{
-	printf("%s [OPTIONS...] [BACKEND...]\n"
-	       "\n"
-	       "Accept TCP (or Unix) clients on inherited or --listen sockets and connect each one\n"
-	       "to a backend. Backend->client bytes move in the kernel (an sk_skb sockmap program);\n"
-	       "client->backend bytes are moved with splice(2), which keeps TCP flow control.\n"
-	       "\n"
-	       "BACKEND is one of:\n"
-	       "  /path/to.sock  unix:/path  @abstract  host:port  [v6addr]:port\n"
-	       "Several BACKENDs form the default route; connections are balanced over them.\n"
-	       "\n"
-	       "Listening and data path:\n"
-	       "  -l --listen=ADDR        Listen on ADDR (repeatable; same forms as BACKEND, or\n"
-	       "                          a bare PORT for [::]:PORT). Used only when no socket\n"
-	       "                          was inherited through socket activation\n"
-	       "  -m --mode=MODE          auto, bpf or splice (default: auto). auto uses the\n"
-	       "                          kernel path if BPF loads and splice otherwise; bpf\n"
-	       "                          fails at start-up instead\n"
-	       "     --kernel-upload      Move client->backend in the kernel too. This mode has\n"
-	       "                          no memory bound on this kernel: a client uploading to\n"
-	       "                          a slow backend can make the kernel queue as much\n"
-	       "                          memory as it sends (1 GiB measured). It is refused\n"
-	       "                          unless --allow-unbounded-upload is given too\n"
-	       "     --allow-unbounded-upload\n"
-	       "                          Accept that risk: for trusted clients only\n"
-	       "     --upload-sndbuf=SIZE Unix send buffer for --kernel-upload, set with\n"
-	       "                          SO_SNDBUFFORCE (default: 64M; the kernel doubles it)\n"
-	       "  -n --name=NAME          Instance name, for pins and logs (default: default)\n"
-	       "     --pin-path=DIR       Where to pin maps and programs\n"
-	       "                          (default: /sys/fs/bpf/sockredir/NAME)\n"
-	       "     --map-entries=N      Size of each BPF map (default: %u). Connections that\n"
-	       "                          don't fit fall back to splice\n"
-	       "     --workers=N|auto     Serve from N processes sharing the listeners and the\n"
-	       "                          maps; auto is one per CPU (default: 1). Each has its\n"
-	       "                          own fd limit and CPU; see README.md, \"Workers\"\n"
-	       "\n"
-	       "Routing (reloaded on SIGHUP):\n"
-	       "     --backend=BACKEND    Add a backend to the default route (like BACKEND)\n"
-	       "     --route=NAME=BACKEND Clients of the inherited socket named NAME\n"
-	       "                          (FileDescriptorName=) go to BACKEND (repeatable)\n"
-	       "     --route-host=HOST=BACKEND\n"
-	       "                          Clients whose HTTP Host: or TLS SNI is HOST go to\n"
-	       "                          BACKEND; HOST may be *.domain (repeatable)\n"
-	       "     --peek-timeout=TIME  How long to wait for the Host or SNI (default: 5s)\n"
-	       "     --peek-fail=WHAT     default or close: what a malformed, truncated or\n"
-	       "                          oversized request gets (default: default route)\n"
-	       "     --balance=HOW        round-robin or least-conn (default: round-robin)\n"
-	       "     --connect-timeout=TIME\n"
-	       "                          Keep trying a route's backends, with backoff, for up\n"
-	       "                          to TIME before closing the client (default: 5s)\n"
-	       "     --max-fails=N        After N failed connects in a row, skip a backend...\n"
-	       "     --fail-timeout=TIME  ...for TIME (defaults: 3, 10s)\n"
-	       "     --proxy-protocol=V   Send a PROXY protocol v1 or v2 header to the backend\n"
-	       "\n"
-	       "Limits (reloaded on SIGHUP):\n"
-	       "     --max-connections=N  Stop accepting at N open connections (default: no limit)\n"
-	       "     --idle-timeout=TIME  Close connections that moved no byte for TIME\n"
-	       "     --keepalive[=TIME]   TCP keepalive on client sockets, first probe after TIME\n"
-	       "     --exit-idle-time=TIME\n"
-	       "                          Exit when no connection was open for TIME\n"
-	       "     --drain-timeout=TIME On SIGTERM, how long open connections may finish\n"
-	       "                          (default: 10s)\n"
-	       "\n"
-	       "     --config=FILE        Read options from FILE, one \"long-option = value\" per\n"
-	       "                          line; SIGHUP reads it again\n"
-	       "  -v --verbose            Log debug messages, including libbpf's\n"
-	       "  -h --help               Show this help\n"
-	       "     --version            Show the version\n"
-	       "\n"
-	       "TIME is a number of seconds, or takes a unit: 500ms, 10s, 2min.\n"
-	       "Exit status: 0 on success and after SIGTERM, 1 on failure, 2 on bad usage.\n"
-	       "\n"
-	       "Commands for running instances (see their --help):\n"
-	       "  stats [NAME...]         Show their counters\n"
-	       "  reload NAME             Reload one (SIGHUP) and wait for the outcome\n",
-	       program_invocation_short_name, SR_MAP_ENTRIES_DEFAULT);
-}
-
-int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
-{
-	unsigned long long v;
-	uint64_t mul = 1;
-	char *end;
-
-	if (!s || !*s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -ERANGE;
-	if (*end) {
-		if (streq(end, "K") || streq(end, "k"))
-			mul = 1ULL << 10;
-		else if (streq(end, "M"))
-			mul = 1ULL << 20;
-		else if (streq(end, "G"))
-			mul = 1ULL << 30;
-		else
-			return -EINVAL;
-	}
-	if (v > UINT64_MAX / mul)
-		return -ERANGE;
-	v *= mul;
-	if (v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-int parse_time_usec(const char *s, uint64_t *ret)
-{
-	static const struct {
-		const char *suffix;
-		uint64_t usec;
-	} units[] = {
-		{ "us", 1 },	      { "ms", USEC_PER_MSEC },	    { "s", USEC_PER_SEC },
-		{ "", USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
-	};
-	unsigned long long whole, frac = 0, frac_div = 1;
-	const char *p;
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	whole = strtoull(s, &end, 10);
-	if (errno != 0 || whole > 1000000000ULL)
-		return -ERANGE;
-	p = end;
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			if (frac_div < 1000000ULL) {
-				frac = frac * 10 + (unsigned long long)(*p - '0');
-				frac_div *= 10;
-			}
-		}
-	}
-	for (size_t i = 0; i < ELEMENTSOF(units); i++)
-		if (streq(p, units[i].suffix)) {
-			*ret = whole * units[i].usec + frac * units[i].usec / frac_div;
-			return 0;
-		}
-	return -EINVAL;
-}
-
-static int parse_bool(const char *s, bool *ret)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*ret = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*ret = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-/* An instance name becomes a path component of the pins: keep it to a safe alphabet. */
-static bool valid_name(const char *n)
-{
-	size_t len = strlen(n);
-
-	if (len == 0 || len > 64 || streq(n, ".") || streq(n, ".."))
-		return false;
-	return strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.@") ==
-	       len;
-}
-
-/* A systemd FileDescriptorName=: printable ASCII without ':', at most 255 bytes. */
-static bool valid_fdname(const char *n)
-{
-	size_t len = strlen(n);
-
-	if (len == 0 || len > 255)
-		return false;
-	for (const char *p = n; *p; p++)
-		if (*p <= ' ' || *p >= 127 || *p == ':')
-			return false;
-	return true;
-}
-
-/* A host pattern: a host name, or "*." and a host name; stored lowercase, no trailing dot. */
-static int normalize_host_pattern(const char *s, char **ret)
-{
-	const char *name = strncmp(s, "*.", 2) == 0 ? s + 2 : s;
-	size_t n = strlen(s), label = 0;
-	char *out;
-
-	if (n > 0 && s[n - 1] == '.')
-		n--;
-	if (n == 0 || n > 253 || (size_t)(name - s) >= n)
-		return -EINVAL;
-	for (const char *p = name; p < s + n; p++) {
-		if (*p == '.') {
-			if (label == 0)
-				return -EINVAL;
-			label = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
-			return -EINVAL;
-		if (++label > 63)
-			return -EINVAL;
-	}
-	if (label == 0)
-		return -EINVAL;
-	out = strndup(s, n);
-	if (!out)
-		return -ENOMEM;
-	for (char *p = out; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	*ret = out;
-	return 0;
 }
 
 static int strv_push(char ***l, size_t *n, const char *s)
@@ -402,7 +176,7 @@ static int add_route(struct route_spec **l, size_t *n, const struct source *src,
 	if (host) {
 		char *pattern = NULL;
 
-		r = normalize_host_pattern(key, &pattern);
+		r = host_pattern_normalize(key, &pattern);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0)
@@ -410,7 +184,7 @@ static int add_route(struct route_spec **l, size_t *n, const struct source *src,
 				       key);
 		free(key);
 		key = pattern;
-	} else if (!valid_fdname(key))
+	} else if (!fdname_is_valid(key))
 		return invalid(src, name, value, "'%s' is not a valid socket name", key);
 
 	if (address_parse(eq + 1, ADDRESS_BACKEND, &a, &reason) < 0)
@@ -507,7 +281,7 @@ static int apply_option(struct options *o, int id, const char *name, const char 
 			return invalid(src, name, value, "expected a size from 4K to 1G");
 		return 0;
 	case 'n':
-		if (!valid_name(value))
+		if (!instance_name_is_valid(value))
 			return invalid(src, name, value,
 				       "use 1-64 letters, digits, '_', '-', '.' or '@'");
 		return replace_string(&o->name, value);
@@ -612,74 +386,23 @@ static const struct option *find_option(const char *name)
 	return NULL;
 }
 
-static char *strip(char *s)
+/* One config file line: the same table and apply_option() as the command line. */
+static int apply_file_line(const char *path, unsigned line, const char *key, const char *value,
+			   void *userdata)
 {
-	char *end;
+	const struct source src = { .file = path, .line = line };
+	const struct option *opt;
 
-	while (isspace((unsigned char)*s))
-		s++;
-	end = s + strlen(s);
-	while (end > s && isspace((unsigned char)end[-1]))
-		*--end = 0;
-	return s;
-}
-
-/* "key = value" lines; '#' and ';' start comments; the keys are the long option names. */
-static int apply_file(struct options *o, const char *path)
-{
-	_cleanup_free_ char *line = NULL;
-	FILE *f;
-	size_t size = 0;
-	struct source src = { .file = path };
-	int r = 0;
-
-	f = fopen(path, "re");
-	if (!f) {
-		log_error_errno(errno, "Failed to open config file %s: %m", path);
+	opt = find_option(key);
+	if (!opt || streq(key, "help") || streq(key, "version")) {
+		log_error("%s:%u: Unknown option '%s'.", path, line, key);
 		return -SR_EUSAGE;
 	}
-	while (getline(&line, &size, f) >= 0) {
-		const struct option *opt;
-		char *key, *value, *eq;
-
-		if (++src.line > CONFIG_MAX_LINES) {
-			log_error("%s: more than %d lines.", path, CONFIG_MAX_LINES);
-			r = -SR_EUSAGE;
-			break;
-		}
-		key = strip(line);
-		if (*key == 0 || *key == '#' || *key == ';')
-			continue;
-		eq = strchr(key, '=');
-		if (!eq) {
-			log_error("%s:%u: Expected 'key = value', got '%s'.", path, src.line, key);
-			r = -SR_EUSAGE;
-			break;
-		}
-		*eq = 0;
-		key = strip(key);
-		value = strip(eq + 1);
-		opt = find_option(key);
-		if (!opt || streq(key, "help") || streq(key, "version")) {
-			log_error("%s:%u: Unknown option '%s'.", path, src.line, key);
-			r = -SR_EUSAGE;
-			break;
-		}
-		if (*value == 0) {
-			log_error("%s:%u: Missing value for '%s'.", path, src.line, key);
-			r = -SR_EUSAGE;
-			break;
-		}
-		r = apply_option(o, opt->val, opt->name, value, &src);
-		if (r < 0)
-			break;
+	if (*value == 0) {
+		log_error("%s:%u: Missing value for '%s'.", path, line, key);
+		return -SR_EUSAGE;
 	}
-	if (r >= 0 && ferror(f)) {
-		log_error_errno(EIO, "Failed to read %s: %m", path);
-		r = -SR_EUSAGE;
-	}
-	fclose(f);
-	return r;
+	return apply_option(userdata, opt->val, opt->name, value, &src);
 }
 
 /* Returns 1 to go on, 0 after --help or --version, <0 on error. */
@@ -696,7 +419,7 @@ static int apply_argv(struct options *o, int argc, char *argv[])
 
 		switch (c) {
 		case 'h':
-			help();
+			options_help();
 			return 0;
 		case ARG_VERSION:
 			printf("sockredir %s\n", SR_VERSION);
@@ -798,7 +521,7 @@ int options_parse(int argc, char *argv[], struct options **ret)
 		o = options_new();
 		if (!o)
 			return log_error_errno(ENOMEM, "Out of memory.");
-		r = apply_file(o, config);
+		r = config_file_read(config, apply_file_line, o);
 		if (r < 0)
 			return r;
 		r = apply_argv(o, argc, argv);

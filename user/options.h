@@ -8,7 +8,9 @@
 
 #include <stdint.h>
 
-#include "address.h"
+#include "util.h"
+/* options_parse() fails with -SR_EUSAGE, which its callers turn into EXIT_USAGE. */
+#include "usage.h"
 
 enum sr_mode {
 	SR_MODE_AUTO,	/* kernel path if BPF loads, else splice for everything */
@@ -25,11 +27,6 @@ enum sr_balance {
 #define SR_WORKERS_MAX 64
 /* Where instance NAME pins its maps by default: SR_PIN_ROOT/NAME. */
 #define SR_PIN_ROOT "/sys/fs/bpf/sockredir"
-
-/* Exit code for bad usage, distinct from a runtime failure (1). */
-#define EXIT_USAGE 2
-/* Internal error code for bad usage; never an errno value. */
-#define SR_EUSAGE 4096
 
 /* One --route NAME=BACKEND or --route-host HOST=BACKEND. */
 struct route_spec {
@@ -84,9 +81,5 @@ struct options *options_free(struct options *o);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct options *, options_free);
 
 const char *mode_to_string(enum sr_mode m);
-
-/* Strict number parsers, shared with the tests: no sign, no trailing junk, range-checked. */
-int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
-int parse_time_usec(const char *s, uint64_t *ret);
 
 #endif /* SR_OPTIONS_H */

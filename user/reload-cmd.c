@@ -18,6 +18,7 @@
 #include "../bpf/sockredir.h"
 #include "log.h"
 #include "options.h"
+#include "parse.h"
 #include "reload-cmd.h"
 #include "stats-cmd.h"
 

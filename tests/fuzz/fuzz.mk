@@ -69,8 +69,9 @@ $(FUZZ_OUT)/fuzz-address: $(call fuzz_obj,fuzz-address) $(call fuzz_obj,fake-res
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) $^ -o $@
 
 $(FUZZ_OUT)/fuzz-config: $(call fuzz_obj,fuzz-config) $(call fuzz_obj,fake-resolver) \
-			 $(call fuzz_obj,user-options) $(call fuzz_obj,user-address) \
-			 $(call fuzz_obj,user-log)
+			 $(call fuzz_obj,user-options) $(call fuzz_obj,user-options-help) \
+			 $(call fuzz_obj,user-config-file) $(call fuzz_obj,user-parse) \
+			 $(call fuzz_obj,user-address) $(call fuzz_obj,user-log)
 	$(call msg,LINK,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) $^ $(FUZZ_LIBBPF) -o $@
 

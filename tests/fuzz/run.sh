@@ -154,7 +154,8 @@ coverage() {
 		case $t in
 		fuzz-address) srcs="user/address.c" extra=("$FUZZ_DIR/fake-resolver.c"
 			"-Wl,--wrap=getaddrinfo") ;;
-		fuzz-config) srcs="user/options.c user/address.c user/log.c"
+		fuzz-config) srcs="user/options.c user/options-help.c user/config-file.c user/parse.c
+			user/address.c user/log.c"
 			extra=("$FUZZ_DIR/fake-resolver.c" "-Wl,--wrap=getaddrinfo" -lbpf) ;;
 		fuzz-peek-http | fuzz-peek-tls) srcs="user/peek.c" ;;
 		fuzz-proxy-header) srcs="user/proxy-protocol.c" ;;
