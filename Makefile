@@ -45,7 +45,7 @@ TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
 DEPS_DEMO  := systemd iproute2 curl
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc man-db groff-base \
-	      bsdextrautils
+	      bsdextrautils graphviz
 DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
 DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
 DEPS_NSPAWN := debootstrap systemd-container

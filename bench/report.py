@@ -21,8 +21,8 @@ import subprocess
 import sys
 from collections import defaultdict
 
-VARIANTS = ["direct", "direct-tcp", "sr-bpf", "sr-bpf-1w", "sr-bpf-upload", "sr-splice", "sd-proxyd", "socat", "haproxy",
-            "nginx"]
+VARIANTS = ["direct", "direct-tcp", "sr-bpf", "sr-bpf-base", "sr-bpf-1w", "sr-bpf-upload", "sr-splice",
+            "sr-splice-base", "sd-proxyd", "socat", "haproxy", "nginx"]
 TITLES = {
     "direct": "direct to the Unix backend",
     "direct-tcp": "direct to the backend on TCP (no proxy)",
@@ -30,6 +30,8 @@ TITLES = {
     "sr-bpf-1w": "sockredir `--mode bpf --workers 1`",
     "sr-bpf-upload": "sockredir `--mode bpf --kernel-upload`",
     "sr-splice": "sockredir `--mode splice`",
+    "sr-bpf-base": "sockredir `--mode bpf`, the base build",
+    "sr-splice-base": "sockredir `--mode splice`, the base build",
     "sd-proxyd": "systemd-socket-proxyd",
     "socat": "socat",
     "haproxy": "haproxy `mode tcp`",

@@ -23,7 +23,8 @@
 #
 # Settings (environment): QUICK=1, ROUNDS, RR_SECONDS, RR_SIZES, BULK, CONNRATE_SECONDS,
 # SCALE_LEVELS, SCALE_SECONDS, STALL, SCALE_STALL, VARIANTS (names, space-separated), PHASES
-# ("main scale"; for development), BENCH_RESULTS, KEEP_TMP.
+# ("main scale"; for development), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for
+# the -base variants).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -87,7 +88,11 @@ preflight() {
 	done
 	for v in $VARIANTS; do
 		[ -n "${VARIANT_TITLE[$v]:-}" ] ||
-			die "unknown variant '$v' (known: ${ALL_VARIANTS[*]})"
+			die "unknown variant '$v' (known: ${ALL_VARIANTS[*]} sr-bpf-1w *-base)"
+		case $v in
+		*-base) [ -x "${SOCKREDIR_BASE:-}" ] ||
+			die "variant $v runs \$SOCKREDIR_BASE, which is not an executable" ;;
+		esac
 	done
 }
 

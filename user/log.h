@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Logging to stderr, with sd-daemon "<N>" priority prefixes when stderr is the journal, so
- * journald files each line at the right level. The log_*_errno() helpers return the negative errno they were given, so that
- * `return log_error_errno(r, "...: %m");` reads as one step; %m prints that errno.
+ * journald files each line at the right level. The log_*_errno() helpers return the negative
+ * errno they were given, so that `return log_error_errno(r, "...: %m");` reads as one step; %m
+ * prints that errno.
  */
 #ifndef SR_LOG_H
 #define SR_LOG_H

@@ -73,8 +73,7 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret, ch
 	}
 	if (r >= 0) {
 		log_debug("Kernel path loaded, pinned under %s.", o->pin_path);
-		snprintf(ret_path_status, size, "Kernel path%s",
-			 o->kernel_upload ? " both ways" : "");
+		snprintf(ret_path_status, size, "%s", stats_kernel_path_label(o->kernel_upload));
 		return 0;
 	}
 	if (o->mode == SR_MODE_BPF)

@@ -109,8 +109,8 @@ static int read_instance(const char *dir, const char *name, struct instance_stat
 	}
 
 	st.on_kernel_path = true;
-	snprintf(st.path_status, sizeof(st.path_status), "Kernel path%s",
-		 st.proxy.upload_kernel ? " both ways" : "");
+	snprintf(st.path_status, sizeof(st.path_status), "%s",
+		 stats_kernel_path_label(st.proxy.upload_kernel));
 	*ret = st;
 	return 0;
 }

@@ -41,6 +41,12 @@ void stats_runtime_done(struct stats_runtime *rt, bool remove);
  */
 int stats_runtime_read(const char *dir, struct sr_runtime_stats *ret);
 
+/* How STATUS= and `sockredir stats` name the kernel path, first in their line. */
+static inline const char *stats_kernel_path_label(bool both_ways)
+{
+	return both_ways ? "Kernel path both ways" : "Kernel path";
+}
+
 /*
  * sr_proxy_stats is one page shared by every worker process (a MAP_SHARED mmap of the BPF array,
  * or of anonymous memory without BPF), so a count is an atomic add. Relaxed: readers want sums,

@@ -6,7 +6,9 @@
 # stopping it reaches every child (nginx workers, socat's per-connection processes).
 
 # The order of the table and of the plots; direct is the limit every ratio is taken against.
-# sr-bpf-1w (one worker) is for experiments: VARIANTS="direct sr-bpf sr-bpf-1w".
+# sr-bpf-1w (one worker) is for experiments: VARIANTS="direct sr-bpf sr-bpf-1w". The -base
+# variants run another build, $SOCKREDIR_BASE, to compare a change with what it changes in the
+# same run: SOCKREDIR_BASE=/tmp/old/sockredir VARIANTS="direct direct-tcp sr-bpf sr-bpf-base".
 ALL_VARIANTS=(direct direct-tcp sr-bpf sr-bpf-upload sr-splice sd-proxyd socat haproxy nginx)
 
 declare -A VARIANT_TITLE=(
@@ -16,6 +18,8 @@ declare -A VARIANT_TITLE=(
 	[sr-bpf-1w]="sockredir --mode bpf --workers 1"
 	[sr-bpf-upload]="sockredir --mode bpf --kernel-upload --allow-unbounded-upload"
 	[sr-splice]="sockredir --mode splice"
+	[sr-bpf-base]="sockredir --mode bpf, the \$SOCKREDIR_BASE build"
+	[sr-splice-base]="sockredir --mode splice, the \$SOCKREDIR_BASE build"
 	[sd-proxyd]="systemd-socket-proxyd"
 	[socat]="socat"
 	[haproxy]="haproxy (mode tcp)"
@@ -24,7 +28,7 @@ declare -A VARIANT_TITLE=(
 
 declare -A VARIANT_PORT=(
 	[direct-tcp]=9100 [sr-bpf]=9101 [sr-bpf-1w]=9108 [sr-bpf-upload]=9102 [sr-splice]=9103 [sd-proxyd]=9104
-	[socat]=9105 [haproxy]=9106 [nginx]=9107
+	[socat]=9105 [haproxy]=9106 [nginx]=9107 [sr-bpf-base]=9109 [sr-splice-base]=9110
 )
 
 # sockredir runs socket-activated, as it would under systemd: systemd-socket-activate binds the
@@ -33,7 +37,8 @@ declare -A VARIANT_PORT=(
 # CPU) as nginx's worker_processes auto and haproxy's default of one thread per CPU.
 sockredir_cmd() { # MODE-OPTIONS...
 	CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
-		"$SOCKREDIR" --name "$PIN_NAME" --workers auto "$@" --drain-timeout 2s "$BACKEND_SOCK")
+		"${SR_BIN:-$SOCKREDIR}" --name "$PIN_NAME" --workers auto "$@" --drain-timeout 2s \
+		"$BACKEND_SOCK")
 }
 
 # variant_cmd VARIANT: set the array CMD to the command line for VARIANT. The caller sets
@@ -49,6 +54,8 @@ variant_cmd() {
 	sr-bpf-1w) sockredir_cmd --mode bpf --workers 1 ;;
 	sr-bpf-upload) sockredir_cmd --mode bpf --kernel-upload --allow-unbounded-upload ;;
 	sr-splice) sockredir_cmd --mode splice ;;
+	sr-bpf-base) SR_BIN=$SOCKREDIR_BASE sockredir_cmd --mode bpf ;;
+	sr-splice-base) SR_BIN=$SOCKREDIR_BASE sockredir_cmd --mode splice ;;
 	sd-proxyd)
 		# The default --connections-max is 256, which would fail every scale level above
 		# it; 10,000 is the highest level measured.
