@@ -88,7 +88,8 @@ struct sr_proxy_stats {
 	__u64 fallback[_SR_FALLBACK_MAX]; /* connections carried by splice, per reason */
 	__u64 connect_failed;		  /* backend connect failures */
 	__u64 spliced_bytes[_SR_DIR_MAX]; /* bytes moved by the userspace path, per direction */
-	__u64 flushed_bytes;		  /* backend bytes queued before insertion, sent by hand */
+	__u64 flushed_bytes;		  /* kernel path, backend->client bytes moved by hand:
+					   * queued before insertion, or held while settling */
 	__u64 drain_checks;		  /* psock backlog checks run before shutdown or close */
 	__u64 peek_failed;		  /* no valid Host or SNI (malformed, too long, timeout) */
 	__u64 idle_closed;		  /* closed by --idle-timeout */
@@ -99,6 +100,7 @@ struct sr_proxy_stats {
 	__u64 reloads_failed; /* SIGHUP reloads refused (the old configuration stayed) */
 	__u32 main_pid;	      /* the process to send SIGHUP to (`sockredir reload`) */
 	__u32 reserved;
+	__u64 flushed_bytes_up; /* the same, client->backend (--kernel-upload) */
 };
 
 /*

@@ -333,7 +333,10 @@ int kernel_flow_read_held(struct movers *m, struct flow *f, bool *ret_eof, bool 
 		f->buf_len += (size_t)n;
 		total += (size_t)n;
 	}
-	stat_add(m->stats->flushed_bytes, total);
+	if (f->dir == SR_DIR_UP)
+		stat_add(m->stats->flushed_bytes_up, total);
+	else
+		stat_add(m->stats->flushed_bytes, total);
 	return 0;
 }
 

@@ -16,9 +16,11 @@
 #define SR_METRICS_BACKEND_MAX 128
 
 /* Upper bounds of the connect duration buckets, in µs; a last, +Inf bucket follows. */
-#define SR_CONNECT_BUCKETS_USEC                                                                  \
-	{ 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, \
-	  2500000, 5000000 }
+#define SR_CONNECT_BUCKETS_USEC                                                               \
+	{                                                                                     \
+		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, \
+			1000000, 2500000, 5000000                                             \
+	}
 #define SR_CONNECT_BUCKETS 15
 
 /* The counters of one backend of one route. */

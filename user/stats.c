@@ -50,7 +50,9 @@ void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats 
 		 format_bytes(k->bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
 				      s->flushed_bytes,
 			      down, sizeof(down)),
-		 format_bytes(k->bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP], up, sizeof(up)));
+		 format_bytes(k->bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP] +
+				      s->flushed_bytes_up,
+			      up, sizeof(up)));
 }
 
 void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k)
@@ -70,8 +72,8 @@ void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k
 		 ", spliced down %" PRIu64 ", moved by hand %" PRIu64 "; %" PRIu64
 		 " drain checks, %" PRIu64 " redirect failures, %" PRIu64 " held skbs.",
 		 U(k->bytes[SR_DIR_DOWN]), U(k->bytes[SR_DIR_UP]), U(s->spliced_bytes[SR_DIR_UP]),
-		 U(s->spliced_bytes[SR_DIR_DOWN]), U(s->flushed_bytes), U(s->drain_checks),
-		 U(k->redirect_failed), U(k->held));
+		 U(s->spliced_bytes[SR_DIR_DOWN]), U(s->flushed_bytes + s->flushed_bytes_up),
+		 U(s->drain_checks), U(k->redirect_failed), U(k->held));
 }
 
 int stats_runtime_new(const char *name, const char *path_status, struct stats_runtime *ret)
