@@ -99,7 +99,7 @@ struct sr_proxy_stats {
 	__u32 upload_kernel;  /* 1: client->backend moves in the kernel too (--kernel-upload) */
 	__u64 reloads_failed; /* SIGHUP reloads refused (the old configuration stayed) */
 	__u32 main_pid;	      /* the process to send SIGHUP to (`sockredir reload`) */
-	__u32 reserved;
+	__u32 mode;	      /* --mode as given: 0 auto, 1 bpf, 2 splice (enum sr_mode) */
 	__u64 flushed_bytes_up; /* the same, client->backend (--kernel-upload) */
 };
 

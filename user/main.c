@@ -174,6 +174,7 @@ static int run(int argc, char *argv[])
 	}
 	m->stats->workers = p.opts->workers;
 	m->stats->main_pid = (uint32_t)getpid();
+	m->stats->mode = p.opts->mode;
 	m->stats->upload_kernel = m->kernel_upload;
 	if (p.opts->kernel_upload && !bpf)
 		log_warning("--kernel-upload ignored: the kernel path is not in use.");
