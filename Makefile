@@ -188,8 +188,10 @@ EXAMPLES := examples/web.conf examples/sockredir@web.socket.d/listen.conf sockre
 install: $(OUTPUT)/sockredir
 	$(call msg,INSTALL,$(DESTDIR)$(PREFIX)/bin/sockredir)
 	$(Q)install -D -m 0755 $(OUTPUT)/sockredir $(DESTDIR)$(PREFIX)/bin/sockredir
-	$(call msg,INSTALL,$(DESTDIR)$(UNITDIR)/sockredir@.socket sockredir@.service)
+	$(call msg,INSTALL,$(DESTDIR)$(UNITDIR)/sockredir@.socket sockredir-metrics@.socket sockredir@.service)
 	$(Q)install -D -m 0644 units/sockredir@.socket $(DESTDIR)$(UNITDIR)/sockredir@.socket
+	$(Q)install -D -m 0644 units/sockredir-metrics@.socket \
+		$(DESTDIR)$(UNITDIR)/sockredir-metrics@.socket
 	$(Q)sed 's|/usr/local/bin/sockredir|$(PREFIX)/bin/sockredir|' units/sockredir@.service \
 		>$(OUTPUT)/sockredir@.service
 	$(Q)install -D -m 0644 $(OUTPUT)/sockredir@.service $(DESTDIR)$(UNITDIR)/sockredir@.service
@@ -205,6 +207,7 @@ install: $(OUTPUT)/sockredir
 
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(PREFIX)/bin/sockredir $(DESTDIR)$(UNITDIR)/sockredir@.socket \
+		$(DESTDIR)$(UNITDIR)/sockredir-metrics@.socket \
 		$(DESTDIR)$(UNITDIR)/sockredir@.service $(DESTDIR)$(MANDIR)/man8/sockredir.8 \
 		$(DESTDIR)$(PREFIX)/lib/sysusers.d/sockredir.conf \
 		$(DESTDIR)$(PREFIX)/lib/tmpfiles.d/sockredir.conf \

@@ -95,11 +95,11 @@ struct sr_proxy_stats {
 	__u64 idle_closed;		  /* closed by --idle-timeout */
 	__u64 reloads;			  /* successful SIGHUP reloads */
 	/* Written once at start-up, so that readers can show how this instance dispatches. */
-	__u32 workers;	      /* processes serving connections (--workers) */
-	__u32 upload_kernel;  /* 1: client->backend moves in the kernel too (--kernel-upload) */
-	__u64 reloads_failed; /* SIGHUP reloads refused (the old configuration stayed) */
-	__u32 main_pid;	      /* the process to send SIGHUP to (`sockredir reload`) */
-	__u32 mode;	      /* --mode as given: 0 auto, 1 bpf, 2 splice (enum sr_mode) */
+	__u32 workers;		/* processes serving connections (--workers) */
+	__u32 upload_kernel;	/* 1: client->backend moves in the kernel too (--kernel-upload) */
+	__u64 reloads_failed;	/* SIGHUP reloads refused (the old configuration stayed) */
+	__u32 main_pid;		/* the process to send SIGHUP to (`sockredir reload`) */
+	__u32 mode;		/* --mode as given: 0 auto, 1 bpf, 2 splice (enum sr_mode) */
 	__u64 flushed_bytes_up; /* the same, client->backend (--kernel-upload) */
 };
 

@@ -30,7 +30,8 @@ echo "# every long option of --help is in the man page"
 
 make -s install DESTDIR="$T/root" PREFIX=/usr >/dev/null
 for f in usr/bin/sockredir usr/lib/systemd/system/sockredir@.socket \
-	usr/lib/systemd/system/sockredir@.service usr/share/man/man8/sockredir.8; do
+	usr/lib/systemd/system/sockredir-metrics@.socket usr/lib/systemd/system/sockredir@.service \
+	usr/share/man/man8/sockredir.8; do
 	[ -e "$T/root/$f" ] || fail "make install did not install /$f"
 done
 grep -q '^ExecStart=/usr/bin/sockredir ' "$T/root/usr/lib/systemd/system/sockredir@.service" ||

@@ -18,6 +18,7 @@
 struct connection;
 struct route;
 struct backend;
+struct sr_backend_metrics;
 
 struct connections {
 	struct movers movers;
@@ -72,7 +73,9 @@ struct connection {
 	uint64_t tried;		   /* route backends tried in this pass (bitmask) */
 	unsigned passes;	   /* rounds over the route's backends */
 	int last_error;		   /* the last connect error, for the log */
-	bool waiting_fd;	   /* out of fds for the backend socket */
+	uint64_t connect_started;  /* when the connect to the route's backends began */
+	struct sr_backend_metrics *backend_metrics; /* counts this connection as open */
+	bool waiting_fd;			    /* out of fds for the backend socket */
 
 	/* --idle-timeout: the byte count last seen and when it last changed */
 	uint64_t last_bytes;

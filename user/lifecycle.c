@@ -135,7 +135,9 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 /* The options a reload can't change, because the process is built on them. */
 static void warn_fixed_options(const struct options *old, const struct options *new)
 {
-	bool listen_changed = old->n_listen != new->n_listen;
+	bool listen_changed = old->n_listen != new->n_listen ||
+			      ((old->metrics_listen || new->metrics_listen) &&
+			       !streq(old->metrics_listen, new->metrics_listen));
 
 	for (size_t i = 0; !listen_changed && i < old->n_listen; i++)
 		listen_changed = !streq(old->listen[i], new->listen[i]);
@@ -145,8 +147,8 @@ static void warn_fixed_options(const struct options *old, const struct options *
 	    old->workers != new->workers || listen_changed)
 		log_warning(
 			"Reload: mode, kernel-upload, upload-sndbuf, name, pin-path, "
-			"map-entries, workers and listen take effect only at start; keeping the "
-			"old values.");
+			"map-entries, workers, listen and metrics-listen take effect only at start; "
+			"keeping the old values.");
 }
 
 static int arm_idle_sweep(struct proxy *p);
@@ -173,7 +175,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 	if (k == 0)
 		k = -EINVAL;
 	if (k >= 0)
-		k = routes_new(o, p->routes, &r);
+		k = routes_new(o, p->routes, p->metrics_table, &r);
 	if (k >= 0)
 		k = routes_check_listeners(r, p->listeners, p->n_listeners);
 	if (k < 0) {

@@ -27,17 +27,21 @@ static int fd_set_flags(int fd)
 	return 0;
 }
 
+void listener_done(struct listener *l)
+{
+	l->fd = safe_close(l->fd);
+	if (l->unlink_path)
+		(void)unlink(l->unlink_path);
+	l->unlink_path = mfree(l->unlink_path);
+	l->name = mfree(l->name);
+}
+
 void listeners_free(struct listener *l, size_t n)
 {
 	if (!l)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		safe_close(l[i].fd);
-		if (l[i].unlink_path)
-			(void)unlink(l[i].unlink_path);
-		free(l[i].unlink_path);
-		free(l[i].name);
-	}
+	for (size_t i = 0; i < n; i++)
+		listener_done(&l[i]);
 	free(l);
 }
 
@@ -66,7 +70,7 @@ static int unlink_stale_socket(const struct sr_address *a)
 	return 0;
 }
 
-static int listener_bind(const char *spec, struct listener *ret)
+static int listener_bind(const char *spec, const char *option, struct listener *ret)
 {
 	_cleanup_close_ int fd = -EBADF;
 	struct sr_address a;
@@ -75,7 +79,7 @@ static int listener_bind(const char *spec, struct listener *ret)
 
 	r = address_parse(spec, ADDRESS_LISTEN, &a, &reason);
 	if (r < 0)
-		return log_error_errno(r, "Invalid --listen address '%s': %s.", spec, reason);
+		return log_error_errno(r, "Invalid %s address '%s': %s.", option, spec, reason);
 
 	fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -142,34 +146,46 @@ static int listener_inherit(int fd, const char *name, struct listener *ret)
 	return 0;
 }
 
-int listeners_open(char **listen, size_t n_listen, struct listener **ret, size_t *ret_n)
+int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
+		   struct listener **ret, size_t *ret_n, struct listener *ret_metrics)
 {
-	struct listener *l = NULL;
+	struct listener *l = NULL, metrics = { .fd = -EBADF };
 	char **names = NULL;
 	size_t n = 0;
-	int k, r = 0;
+	int k, i = 0, n_metrics = 0, r = 0;
 
 	k = sd_listen_fds_with_names(true, &names);
 	if (k < 0)
 		return log_error_errno(k, "Failed to read socket activation fds: %m");
+	for (int j = 0; j < k; j++)
+		n_metrics += names && streq(names[j], SR_METRICS_FDNAME);
+	if (n_metrics > 1) {
+		r = log_error_errno(EINVAL, "More than one inherited socket is named '%s'.",
+				    SR_METRICS_FDNAME);
+		goto out;
+	}
 
-	if (k > 0) {
+	if (k > n_metrics) {
 		if (n_listen > 0)
-			log_notice("Ignoring --listen: %d socket(s) were inherited.", k);
+			log_notice("Ignoring --listen: %d socket(s) were inherited.",
+				   k - n_metrics);
 		l = calloc((size_t)k, sizeof(*l));
 		if (!l) {
 			r = log_error_errno(ENOMEM, "Out of memory.");
 			goto out;
 		}
-		for (int i = 0; i < k; i++) {
-			const char *name = names && names[i] ? names[i] : "unknown";
+	}
+	/* In order, so that on failure the fds from i on are the ones not taken yet. */
+	for (; i < k; i++) {
+		const char *name = names && names[i] ? names[i] : "unknown";
+		bool is_metrics = streq(name, SR_METRICS_FDNAME);
 
-			r = listener_inherit(SD_LISTEN_FDS_START + i, name, &l[n]);
-			if (r < 0)
-				goto out;
-			n++;
-		}
-	} else {
+		r = listener_inherit(SD_LISTEN_FDS_START + i, name, is_metrics ? &metrics : &l[n]);
+		if (r < 0)
+			goto out;
+		n += !is_metrics;
+	}
+	if (k == n_metrics) {
 		if (n_listen == 0) {
 			r = log_error_errno(EINVAL,
 					    "No listening socket: run under socket activation "
@@ -182,23 +198,34 @@ int listeners_open(char **listen, size_t n_listen, struct listener **ret, size_t
 			r = log_error_errno(ENOMEM, "Out of memory.");
 			goto out;
 		}
-		for (size_t i = 0; i < n_listen; i++) {
-			r = listener_bind(listen[i], &l[n]);
+		for (size_t j = 0; j < n_listen; j++) {
+			r = listener_bind(listen[j], "--listen", &l[n]);
 			if (r < 0)
 				goto out;
 			n++;
 		}
 	}
+	if (metrics.fd >= 0 && metrics_listen)
+		log_notice("Ignoring --metrics-listen: a socket named '%s' was inherited.",
+			   SR_METRICS_FDNAME);
+	else if (metrics_listen) {
+		r = listener_bind(metrics_listen, "--metrics-listen", &metrics);
+		if (r < 0)
+			goto out;
+	}
 
 	*ret = TAKE_PTR(l);
 	*ret_n = n;
+	*ret_metrics = metrics;
+	metrics = (struct listener){ .fd = -EBADF };
 	n = 0;
 out:
 	/* On failure, close what we opened; inherited fds we never took are closed too. */
 	if (r < 0)
-		for (int i = (int)n; i < k; i++)
+		for (; i < k; i++)
 			safe_close(SD_LISTEN_FDS_START + i);
 	listeners_free(l, n);
+	listener_done(&metrics);
 	if (names)
 		for (int i = 0; i < k; i++)
 			free(names[i]);

@@ -14,12 +14,19 @@ struct listener {
 	void *proxy;		/* struct proxy *, for the accept handler */
 };
 
+/* The inherited socket with this FileDescriptorName= serves /metrics, not clients. */
+#define SR_METRICS_FDNAME "metrics"
+
 /*
  * Collect the inherited listening sockets (sd_listen_fds_with_names); if there are none, bind
  * the --listen addresses. Every inherited fd must be a listening stream socket: anything else is
- * an error, never skipped. All fds end up non-blocking and close-on-exec.
+ * an error, never skipped. All fds end up non-blocking and close-on-exec. The one named
+ * SR_METRICS_FDNAME, or else metrics_listen bound, goes to *ret_metrics (fd -EBADF: none).
  */
-int listeners_open(char **listen, size_t n_listen, struct listener **ret, size_t *ret_n);
+int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
+		   struct listener **ret, size_t *ret_n, struct listener *ret_metrics);
+/* Close one listener, removing a Unix socket path it created. */
+void listener_done(struct listener *l);
 void listeners_free(struct listener *l, size_t n);
 
 #endif /* SR_LISTEN_H */

@@ -10,6 +10,7 @@
 #include "lifecycle.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics-table.h"
 #include "options.h"
 #include "parse.h"
 #include "proxy.h"
@@ -114,6 +115,7 @@ static int run(int argc, char *argv[])
 	struct proxy p = { .argc = argc, .argv = argv, .setup.conns.epoll_fd = -EBADF };
 	struct movers *m = proxy_movers(&p);
 	struct stats_runtime runtime = { .fd = -EBADF };
+	struct listener metrics = { .fd = -EBADF };
 	struct options *o;
 	struct routes *routes;
 	const char *e;
@@ -142,13 +144,21 @@ static int run(int argc, char *argv[])
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
-	r = routes_new(p.opts, NULL, &routes);
+	/* Before the workers fork: they all count into it. */
+	r = metrics_table_new(&p.metrics_table);
+	if (r < 0) {
+		log_error_errno(r, "Failed to map the per-backend counters: %m");
+		goto out;
+	}
+	r = routes_new(p.opts, NULL, p.metrics_table, &routes);
 	if (r < 0)
 		goto out;
 	proxy_configure(&p, p.opts, routes);
-	r = listeners_open(p.opts->listen, p.opts->n_listen, &p.listeners, &p.n_listeners);
+	r = listeners_open(p.opts->listen, p.opts->n_listen, p.opts->metrics_listen, &p.listeners,
+			   &p.n_listeners, &metrics);
 	if (r < 0)
 		goto out;
+	p.metrics_listener = &metrics;
 	r = routes_check_listeners(p.routes, p.listeners, p.n_listeners);
 	if (r < 0)
 		goto out;
@@ -213,6 +223,8 @@ out:
 		bpf_state_unpin(bpf);
 	stats_runtime_done(&runtime, !p.worker);
 	listeners_free(p.listeners, p.n_listeners);
+	listener_done(&metrics);
+	metrics_table_free(p.metrics_table);
 	return r;
 }
 

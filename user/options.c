@@ -46,6 +46,7 @@ enum {
 	ARG_KEEPALIVE,
 	ARG_EXIT_IDLE_TIME,
 	ARG_WORKERS,
+	ARG_METRICS_LISTEN,
 };
 
 static const struct option option_table[] = {
@@ -77,6 +78,7 @@ static const struct option option_table[] = {
 	{ "keepalive", optional_argument, NULL, ARG_KEEPALIVE },
 	{ "exit-idle-time", required_argument, NULL, ARG_EXIT_IDLE_TIME },
 	{ "workers", required_argument, NULL, ARG_WORKERS },
+	{ "metrics-listen", required_argument, NULL, ARG_METRICS_LISTEN },
 	{}
 };
 
@@ -248,13 +250,16 @@ static int apply_option(struct options *o, int id, const char *name, const char 
 		if (src->file)
 			return invalid(src, name, value, "a config file can't read another one");
 		return replace_string(&o->config_file, value);
-	case 'l': {
+	case 'l':
+	case ARG_METRICS_LISTEN: {
 		struct sr_address a;
 		const char *reason = NULL;
 
 		if (address_parse(value, ADDRESS_LISTEN, &a, &reason) < 0)
-			return invalid(src, src->file ? name : "listen address", value, "%s",
-				       reason);
+			return invalid(src, src->file || id != 'l' ? name : "listen address", value,
+				       "%s", reason);
+		if (id == ARG_METRICS_LISTEN)
+			return replace_string(&o->metrics_listen, value);
 		return strv_push(&o->listen, &o->n_listen, value);
 	}
 	case 'm':
@@ -562,6 +567,7 @@ struct options *options_free(struct options *o)
 	route_specs_free(o->host_routes, o->n_host_routes);
 	free(o->name);
 	free(o->pin_path);
+	free(o->metrics_listen);
 	free(o->config_file);
 	free(o);
 	return NULL;

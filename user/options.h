@@ -46,6 +46,7 @@ struct options {
 	unsigned workers; /* processes serving connections; 1: this one, no supervisor */
 	char **listen;
 	size_t n_listen;
+	char *metrics_listen; /* --metrics-listen, when no socket named "metrics" is inherited */
 	char *config_file;
 	bool verbose;
 

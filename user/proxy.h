@@ -11,8 +11,10 @@
 #include "setup.h"
 
 struct listener;
+struct metrics_server;
 struct options;
 struct routes;
+struct sr_metrics_shared;
 
 struct proxy {
 	sd_event *event;
@@ -38,6 +40,10 @@ struct proxy {
 
 	/* lifecycle.c's: told when the open connections changed (accepted or closed). */
 	void (*connections_changed)(struct proxy *p);
+	/* GET /metrics: on this listener if it has an fd, from these shared counters. */
+	const struct listener *metrics_listener;
+	struct sr_metrics_shared *metrics_table;
+	struct metrics_server *metrics_server;
 	sd_event_source *drain_timer;
 	sd_event_source *exit_idle_timer;
 	sd_event_source *idle_sweep;

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Routes, backends, balancing and passive health. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics-table.h"
 #include "routes.h"
 
 struct backend *backend_ref(struct backend *b)
@@ -172,7 +174,31 @@ static int routes_add(struct route ***list, size_t *n, const struct routes *old,
 	return route_add_backend(rt, old, spec);
 }
 
-int routes_new(const struct options *o, const struct routes *old, struct routes **ret)
+/*
+ * Each backend of each route counts in the slot named by the route's label ("default",
+ * "listener:NAME" or "host:PATTERN") and its spec: the same slot in every worker, and across
+ * reloads that keep the pair.
+ */
+static void route_attach_metrics(struct route *rt, struct sr_metrics_shared *table,
+				 const char *kind)
+{
+	char label[SR_METRICS_ROUTE_MAX];
+
+	snprintf(label, sizeof(label), "%s%s", kind, rt->key ?: "");
+	for (size_t i = 0; i < rt->n_backends; i++)
+		rt->metrics[i] = metrics_table_slot(table, label, rt->backends[i]->spec);
+}
+
+struct sr_backend_metrics *route_metrics(const struct route *rt, const struct backend *b)
+{
+	for (size_t i = 0; i < rt->n_backends; i++)
+		if (rt->backends[i] == b)
+			return rt->metrics[i];
+	return NULL;
+}
+
+int routes_new(const struct options *o, const struct routes *old, struct sr_metrics_shared *table,
+	       struct routes **ret)
 {
 	_cleanup_(routes_freep) struct routes *r = NULL;
 	int k;
@@ -180,6 +206,7 @@ int routes_new(const struct options *o, const struct routes *old, struct routes 
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return log_error_errno(ENOMEM, "Out of memory.");
+	r->metrics = table;
 	r->balance = o->balance;
 	r->max_fails = o->max_fails;
 	r->fail_timeout = o->fail_timeout;
@@ -204,6 +231,12 @@ int routes_new(const struct options *o, const struct routes *old, struct routes 
 		if (k < 0)
 			return k;
 	}
+
+	route_attach_metrics(r->fallback, table, "default");
+	for (size_t i = 0; i < r->n_by_listener; i++)
+		route_attach_metrics(r->by_listener[i], table, "listener:");
+	for (size_t i = 0; i < r->n_by_host; i++)
+		route_attach_metrics(r->by_host[i], table, "host:");
 	*ret = TAKE_PTR(r);
 	return 0;
 }

@@ -23,16 +23,22 @@ struct backend {
 	uint64_t skip_until; /* passive health: not tried before this (CLOCK_MONOTONIC µs) */
 };
 
+struct sr_backend_metrics;
+struct sr_metrics_shared;
+
 struct route {
 	unsigned n_ref;
 	char *key; /* listener name or host pattern; NULL for the default route */
 	struct backend *backends[ROUTE_BACKENDS_MAX];
+	/* The shared counters of each backend in this route (NULL: none; see metrics-table.h). */
+	struct sr_backend_metrics *metrics[ROUTE_BACKENDS_MAX];
 	size_t n_backends;
 	unsigned next; /* round-robin position */
 };
 
 struct routes {
-	struct route *fallback; /* the default route; it may have no backends */
+	struct sr_metrics_shared *metrics; /* where the routes count (NULL: nowhere) */
+	struct route *fallback;		   /* the default route; it may have no backends */
 	struct route **by_listener;
 	size_t n_by_listener;
 	struct route **by_host;
@@ -44,9 +50,13 @@ struct routes {
 
 /*
  * Build the routes from the options. Backends with the same spec as one in old are reused, so
- * that their health and counts carry over a reload. Errors are logged.
+ * that their health and counts carry over a reload. Each backend of each route counts in table
+ * (may be NULL). Errors are logged.
  */
-int routes_new(const struct options *o, const struct routes *old, struct routes **ret);
+int routes_new(const struct options *o, const struct routes *old, struct sr_metrics_shared *table,
+	       struct routes **ret);
+/* The shared counters of backend b in route rt, or NULL. */
+struct sr_backend_metrics *route_metrics(const struct route *rt, const struct backend *b);
 struct routes *routes_free(struct routes *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct routes *, routes_free);
 

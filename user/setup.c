@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics-table.h"
 #include "options.h"
 #include "proxy-protocol.h"
 #include "routes.h"
@@ -102,9 +103,24 @@ static void target_clear(struct connection *c)
 /* When a connection is freed, at whatever phase: drop what setup holds. */
 static void setup_free(struct connection *c)
 {
+	if (c->backend_metrics)
+		stat_dec(c->backend_metrics->open);
 	set_waiting_fd(c, false);
 	c->route = route_unref(c->route);
 	target_clear(c);
+}
+
+/* The result of a connect to b: its passive health mark, and its route's counters. */
+static void report_attempt(struct connection *c, struct backend *b, bool ok, uint64_t now)
+{
+	struct sr_backend_metrics *m = route_metrics(c->route, b);
+
+	backend_report(b, setup_of(c)->routes, ok, now);
+	if (!m)
+		return;
+	if (!ok)
+		stat_inc(m->connect_failures);
+	__atomic_store_n(&m->down_until, b->skip_until, __ATOMIC_RELAXED);
 }
 
 /* Give up on this client: read what it sent, so that close() is a FIN and not a reset. */
@@ -121,10 +137,13 @@ static void setup_fail(struct connection *c)
 static void setup_connected(struct connection *c)
 {
 	struct setup *s = setup_of(c);
+	struct sr_backend_metrics *m = route_metrics(c->route, c->target);
 	uint8_t hdr[PROXY_HEADER_MAX];
+	uint64_t now = now_usec();
 	int n;
 
-	backend_report(c->target, s->routes, true, now_usec());
+	report_attempt(c, c->target, true, now);
+	metrics_table_observe_connect(s->routes->metrics, now - c->connect_started);
 	c->route = route_unref(c->route);
 	(void)connection_watch(&c->backend, 0);
 	(void)connection_arm_timer(c, 0);
@@ -155,6 +174,10 @@ static void setup_connected(struct connection *c)
 			return;
 		}
 	}
+	/* Open from here until the connection is freed (setup_free()). */
+	c->backend_metrics = m;
+	if (m)
+		stat_inc(m->open);
 	connection_start(c);
 }
 
@@ -202,7 +225,7 @@ static void log_connect_failure(struct setup *s, int error, const struct route *
 static void setup_attempt_failed(struct connection *c, int error)
 {
 	log_debug_errno(error, "Connection %" PRIu64 ": backend %s: %m", c->id, c->target->spec);
-	backend_report(c->target, setup_of(c)->routes, false, now_usec());
+	report_attempt(c, c->target, false, now_usec());
 	c->last_error = error;
 	target_clear(c);
 	(void)connection_watch(&c->backend, 0);
@@ -264,7 +287,7 @@ static void setup_connect(struct connection *c)
 			/* ENOENT (not there yet), ECONNREFUSED, EAGAIN (backlog full): next. */
 			log_debug_errno(r, "Connection %" PRIu64 ": backend %s: %m", c->id,
 					b->spec);
-			backend_report(b, s->routes, false, now);
+			report_attempt(c, b, false, now);
 			c->last_error = r;
 			continue;
 		}
@@ -295,7 +318,8 @@ static void setup_start_connect(struct connection *c, struct route *rt)
 	c->route = route_ref(rt);
 	c->tried = 0;
 	c->passes = 0;
-	c->deadline = now_usec() + s->opts->connect_timeout;
+	c->connect_started = now_usec();
+	c->deadline = c->connect_started + s->opts->connect_timeout;
 	setup_connect(c);
 }
 
