@@ -36,7 +36,7 @@ USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wer
 USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
 BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
-TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
+TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-metrics $(OUTPUT)/test-peek \
 	      $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
 
 # Debian packages: to build; for the demo (tests/demo.sh: systemd-socket-activate, ss, curl, and
@@ -45,7 +45,7 @@ TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-peek \
 DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
 DEPS_DEMO  := systemd iproute2 curl
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc man-db groff-base \
-	      bsdextrautils graphviz
+	      bsdextrautils graphviz prometheus python3-prometheus-client
 DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
 DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
 DEPS_NSPAWN := debootstrap systemd-container
@@ -108,6 +108,14 @@ $(OUTPUT)/srpeer: tests/srpeer.c | $(OUTPUT)
 
 $(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/user/parse.o \
 			$(OUTPUT)/user/log.o | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
+
+# metrics.o needs mode_to_string() from options.o, and so what options.o needs.
+$(OUTPUT)/test-metrics: tests/test-metrics.c $(OUTPUT)/user/metrics.o $(OUTPUT)/user/metrics-accept.o \
+			$(OUTPUT)/user/options.o \
+			$(OUTPUT)/user/options-help.o $(OUTPUT)/user/config-file.o \
+			$(OUTPUT)/user/address.o $(OUTPUT)/user/parse.o $(OUTPUT)/user/log.o | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
 

@@ -1,8 +1,18 @@
 #!/bin/bash
 # `sockredir stats` against running instances: the text view, --json (checked against the
-# traffic sent), --watch, a named instance, and a clear message when there is nothing to read.
+# traffic sent), --format=openmetrics, --watch, a named instance, and a clear message when there
+# is nothing to read.
 . "$(dirname "$0")/lib.sh"
 setup "$@"
+
+# OpenMetrics on stdin, through prometheus_client's strict parser where it is installed.
+om_parse() {
+	python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || return 0
+	python3 -c '
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse
+print("# prometheus_client parsed", len(list(parse(sys.stdin.read()))), "families")'
+}
 
 start_backend proto
 start_proxy --mode bpf
@@ -29,8 +39,56 @@ assert inst["kernel"] == 5 and inst["fallbacks"]["client_half_closed"] == 1, ins
 assert inst["bytes"]["down"]["kernel"] >= 2 * 4 << 20, inst
 assert inst["bytes"]["up"]["spliced"] >= 3 * 8 << 20, inst
 assert inst["dispatch"] == {"down": "kernel", "up": "splice", "workers": 1}, inst
+assert inst["bytes"]["up"]["by_hand"] == 0 and inst["bytes"]["down"]["by_hand"] >= 0, inst
 print("json ok:", inst["accepted"], "accepted,", inst["bytes"]["down"]["kernel"], "bytes down in the kernel")
 PY
+
+"$SOCKREDIR" stats --format=json "$first" | cmp -s - <("$SOCKREDIR" stats --json "$first") ||
+	fail "--format=json and --json differ"
+grep -Eq 'up \(c->b\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, 0 by hand' "$T/text.out" ||
+	fail "the text view lacks the bytes moved up by hand"
+
+"$SOCKREDIR" stats --format=openmetrics "$first" >"$T/om.out" || fail "--format=openmetrics failed"
+head -n 40 "$T/om.out"
+[ "$(tail -n 1 "$T/om.out")" = "# EOF" ] && [ "$(grep -c '^# EOF$' "$T/om.out")" = 1 ] ||
+	fail "OpenMetrics must end with one # EOF"
+for line in "sockredir_connections_accepted_total{name=\"$first\"} 6" \
+	"sockredir_info{name=\"$first\",mode=\"bpf\",dispatch=\"kernel_download\"} 1" \
+	"sockredir_fallbacks_total{name=\"$first\",reason=\"client_half_closed\"} 1"; do
+	grep -qxF "$line" "$T/om.out" || fail "OpenMetrics lacks: $line"
+done
+series="sockredir_bytes_total{name=\"$first\",direction=\"down\",mover=\"kernel\"}"
+down=$(grep -F "$series " "$T/om.out" | cut -d' ' -f2)
+[ "${down:-0}" -ge $((2 * 4 << 20)) ] || fail "OpenMetrics: kernel bytes down $down, want >= 8 MiB"
+om_parse <"$T/om.out" || fail "prometheus_client rejects the OpenMetrics output"
+# Two instances, one on the kernel path and one splice only: one exposition, each family once,
+# a name label on every sample, and the kernel path's families only for the first.
+first_pid=$PROXY_PID first_port=$PORT
+PORT=$((PORT + 1))
+start_proxy --mode splice
+proxy_activate
+second=$PROXY_NAME
+"$SOCKREDIR" stats --format=openmetrics "$first" "$second" >"$T/om2.out" ||
+	fail "--format=openmetrics with two instances failed"
+[ "$(tail -n 1 "$T/om2.out")" = "# EOF" ] && [ "$(grep -c '^# EOF$' "$T/om2.out")" = 1 ] ||
+	fail "two instances: want one # EOF, at the end"
+dup=$(grep '^# TYPE ' "$T/om2.out" | sort | uniq -d)
+[ -z "$dup" ] || fail "two instances: a family written twice: $dup"
+grep -qxF "sockredir_info{name=\"$second\",mode=\"splice\",dispatch=\"splice\"} 1" "$T/om2.out" ||
+	fail "two instances: no info sample for the splice-only one"
+grep -q "^sockredir_kernel_drain_checks_total{name=\"$first\"} " "$T/om2.out" &&
+	! grep -q "^sockredir_kernel_drain_checks_total{name=\"$second\"}" "$T/om2.out" ||
+	fail "two instances: the kernel path's families must be the first one's only"
+[ "$(grep -v '^#' "$T/om2.out" | grep -vc '{name="')" = 0 ] ||
+	fail "two instances: a sample without the name label"
+om_parse <"$T/om2.out" || fail "prometheus_client rejects the OpenMetrics output of two instances"
+stop_proxy
+PROXY_PID=$first_pid PROXY_NAME=$first PORT=$first_port
+
+rc=0
+"$SOCKREDIR" stats --format=xml >"$T/badfmt.out" 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q "Invalid --format 'xml'" "$T/badfmt.out" ||
+	fail "a bad --format must exit 2 with a clear message: $rc $(cat "$T/badfmt.out")"
 
 timeout 1.2 "$SOCKREDIR" stats --watch 0.3 "$first" >"$T/watch.out" || true
 [ "$(grep -c "connections  *0 open, 6 accepted" "$T/watch.out")" -ge 3 ] ||

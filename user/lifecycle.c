@@ -13,7 +13,10 @@
 
 #include "bpf-loader.h"
 #include "lifecycle.h"
+#include "listen.h"
 #include "log.h"
+#include "metrics-http.h"
+#include "metrics.h"
 #include "options.h"
 #include "routes.h"
 #include "stats.h"
@@ -320,6 +323,40 @@ static int lifecycle_setup(struct proxy *p)
 	return 0;
 }
 
+/* The body of GET /metrics: every worker's counters, from the shared pages. */
+static int render_metrics(FILE *f, enum metrics_format fmt, void *userdata)
+{
+	struct proxy *p = userdata;
+	struct movers *m = proxy_movers(p);
+	struct sr_kstats k = read_kstats(p);
+	struct metrics_input in = {
+		.proxy = m->stats,
+		.kernel = m->bpf ? &k : NULL,
+		.shared = p->metrics_table,
+		.version = SR_VERSION,
+		.now = now_usec(),
+	};
+
+	return metrics_write(f, &in, 1, fmt);
+}
+
+/* Every worker serves /metrics on the shared listener: the kernel hands each scrape to one. */
+static int metrics_start(struct proxy *p)
+{
+	const struct listener *l = p->metrics_listener;
+	char addr[SR_ADDRESS_STRLEN];
+	int r;
+
+	if (!l || l->fd < 0)
+		return 0;
+	r = metrics_server_new(p->event, l->fd, render_metrics, p, &p->metrics_server);
+	if (r < 0)
+		return log_error_errno(r, "Failed to serve metrics on %s: %m", l->name);
+	log_info("Serving metrics on %s (%s).", address_to_string(&l->addr, addr, sizeof(addr)),
+		 l->name);
+	return 0;
+}
+
 int lifecycle_run(struct proxy *p)
 {
 	struct movers *m = proxy_movers(p);
@@ -330,6 +367,8 @@ int lifecycle_run(struct proxy *p)
 		return r;
 	p->connections_changed = connections_changed;
 	r = proxy_start(p);
+	if (r >= 0)
+		r = metrics_start(p);
 	if (r < 0)
 		return r;
 	connections_changed(p);
@@ -355,6 +394,7 @@ int lifecycle_run(struct proxy *p)
 
 void lifecycle_done(struct proxy *p)
 {
+	p->metrics_server = metrics_server_free(p->metrics_server);
 	proxy_done(p);
 	p->drain_timer = sd_event_source_disable_unref(p->drain_timer);
 	p->exit_idle_timer = sd_event_source_disable_unref(p->exit_idle_timer);

@@ -61,7 +61,7 @@ struct sr_backend_metrics *metrics_table_slot(struct sr_metrics_shared *t, const
 		__atomic_store_n(&m->used, 1, __ATOMIC_RELEASE);
 		__atomic_store_n(&t->n_backends, t->n_backends + 1, __ATOMIC_RELEASE);
 	}
-	if (!m && stat_inc(t->overflow) == 1)
+	if (!m && !__atomic_exchange_n(&t->full, 1, __ATOMIC_RELAXED))
 		log_warning("More than %d route and backend pairs: backend %s of route %s, and any "
 			    "further ones, have no per-backend metrics.",
 			    SR_METRICS_BACKENDS, backend, route);

@@ -36,7 +36,7 @@ struct sr_backend_metrics {
 struct sr_metrics_shared {
 	uint32_t lock;	     /* held while a slot is claimed (a reload in some worker) */
 	uint32_t n_backends; /* slots claimed: backends[0..n_backends) */
-	uint32_t overflow;   /* pairs that found no free slot */
+	uint32_t full;	     /* 1: a route and backend pair found no free slot */
 	/* Connect durations, from accept (or the end of the peek) to a connected backend. */
 	uint64_t connect_buckets[SR_CONNECT_BUCKETS + 1]; /* per bucket, not cumulative */
 	uint64_t connect_count;

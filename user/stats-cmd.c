@@ -17,6 +17,7 @@
 
 #include "../bpf/sockredir.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
 #include "parse.h"
 #include "stats-cmd.h"
@@ -36,13 +37,17 @@ struct instance_stats {
 	uint64_t peers; /* entries in sr_peers: sockets on the kernel path now */
 };
 
-static const char *const fallback_names[_SR_FALLBACK_MAX] = {
-	[SR_FALLBACK_NONE] = "none",
-	[SR_FALLBACK_MODE] = "mode",
-	[SR_FALLBACK_CLIENT_STATE] = "client_half_closed",
-	[SR_FALLBACK_BACKEND_STATE] = "backend_refused",
-	[SR_FALLBACK_MAP_FULL] = "map_full",
-	[SR_FALLBACK_OTHER] = "other",
+enum stats_format {
+	STATS_TEXT,
+	STATS_JSON,
+	STATS_OPENMETRICS,
+	_STATS_FORMAT_MAX,
+};
+
+static const char *const format_names[_STATS_FORMAT_MAX] = {
+	[STATS_TEXT] = "text",
+	[STATS_JSON] = "json",
+	[STATS_OPENMETRICS] = "openmetrics",
 };
 
 static int open_pin(const char *dir, const char *name)
@@ -203,13 +208,14 @@ static void print_text(const struct instance_stats *st)
 		printf("  dispatch      both ways by splice; %u worker(s)\n", p->workers);
 	printf("  fallbacks    ");
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
-		printf(" %s %" PRIu64 "%s", fallback_names[i], U(p->fallback[i]),
+		printf(" %s %" PRIu64 "%s", stats_fallback_name(i), U(p->fallback[i]),
 		       i + 1 < _SR_FALLBACK_MAX ? "," : "\n");
 	printf("  down (b->c)   %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced, %" PRIu64
 	       " by hand\n",
 	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]), U(p->flushed_bytes));
-	printf("  up (c->b)     %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced\n",
-	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]));
+	printf("  up (c->b)     %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced, %" PRIu64
+	       " by hand\n",
+	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]), U(p->flushed_bytes_up));
 	printf("  kernel path   %" PRIu64 " sockets in sr_peers, %" PRIu64
 	       " redirect failures, %" PRIu64 " held skbs, %" PRIu64 " empty skbs dropped, %" PRIu64
 	       " drain checks\n",
@@ -237,11 +243,13 @@ static void print_json(const struct instance_stats *st, bool first)
 	       st->on_kernel_path ? "kernel" : "splice",
 	       st->on_kernel_path && p->upload_kernel ? "kernel" : "splice", p->workers);
 	for (int i = 1; i < _SR_FALLBACK_MAX; i++)
-		printf("%s\"%s\":%" PRIu64, i > 1 ? "," : "", fallback_names[i], U(p->fallback[i]));
+		printf("%s\"%s\":%" PRIu64, i > 1 ? "," : "", stats_fallback_name(i),
+		       U(p->fallback[i]));
 	printf("},\"bytes\":{\"down\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64
-	       ",\"by_hand\":%" PRIu64 "},\"up\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64 "}}",
+	       ",\"by_hand\":%" PRIu64 "},\"up\":{\"kernel\":%" PRIu64 ",\"spliced\":%" PRIu64
+	       ",\"by_hand\":%" PRIu64 "}}",
 	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]), U(p->flushed_bytes),
-	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]));
+	       U(k->bytes[SR_DIR_UP]), U(p->spliced_bytes[SR_DIR_UP]), U(p->flushed_bytes_up));
 	printf(",\"kernel_sockets\":%" PRIu64 ",\"redirect_failed\":%" PRIu64
 	       ",\"peer_missing\":%" PRIu64 ",\"held_skbs\":%" PRIu64 ",\"empty_dropped\":%" PRIu64
 	       ",\"drain_checks\":%" PRIu64 ",\"peek_failed\":%" PRIu64 ",\"idle_closed\":%" PRIu64
@@ -249,6 +257,52 @@ static void print_json(const struct instance_stats *st, bool first)
 	       st->peers, U(k->redirect_failed), U(k->peer_missing), U(k->held),
 	       U(k->empty_dropped), U(p->drain_checks), U(p->peek_failed), U(p->idle_closed),
 	       U(p->reloads), U(p->reloads_failed));
+}
+
+/*
+ * One exposition for every instance: both formats want each family once, and OpenMetrics one
+ * "# EOF". name="NAME" tells the instances apart, even when there is only one, so that a series
+ * keeps its labels when a second instance starts. Left out: the per-backend families, whose table
+ * lives in the instance's own memory (its GET /metrics has them), and the version, which the
+ * instance's counters don't hold and ours may differ from.
+ */
+static int print_openmetrics(const struct instance_stats *v, size_t n)
+{
+	_cleanup_free_ struct metrics_input *in = NULL;
+	int r;
+
+	in = calloc(MAX(n, (size_t)1), sizeof(*in));
+	if (!in)
+		return log_error_errno(-ENOMEM, "Failed to render the metrics: %m");
+	for (size_t i = 0; i < n; i++)
+		in[i] = (struct metrics_input){
+			.instance = v[i].name,
+			.proxy = &v[i].proxy,
+			.kernel = v[i].on_kernel_path ? &v[i].kernel : NULL,
+			.now = now_usec(),
+		};
+	r = metrics_write(stdout, in, n, METRICS_OPENMETRICS);
+	if (r < 0)
+		return log_error_errno(r, "Failed to write the metrics: %m");
+	return 0;
+}
+
+static int print_instances(const struct instance_stats *v, size_t n, enum stats_format format)
+{
+	switch (format) {
+	case STATS_JSON:
+		printf("[");
+		for (size_t i = 0; i < n; i++)
+			print_json(&v[i], i == 0);
+		printf("]\n");
+		return 0;
+	case STATS_OPENMETRICS:
+		return print_openmetrics(v, n);
+	default:
+		for (size_t i = 0; i < n; i++)
+			print_text(&v[i]);
+		return 0;
+	}
 }
 
 static void stats_help(void)
@@ -260,7 +314,9 @@ static void stats_help(void)
 	       "/NAME), or for an instance without the kernel path from\n" SR_RUN_ROOT
 	       "/NAME. Without NAME: every instance found there.\n"
 	       "\n"
-	       "     --json             One JSON array, for scripts\n"
+	       "     --format=FORMAT    text (the default), json (one array, for scripts), or\n"
+	       "                        openmetrics (one exposition, a name=\"NAME\" label each)\n"
+	       "     --json             The same as --format=json\n"
 	       "     --watch=SECONDS    Print again every SECONDS until interrupted\n"
 	       "     --pin-path=DIR     Read the instance pinned in DIR (as sockredir --pin-path)\n"
 	       "  -h --help             Show this help\n"
@@ -269,24 +325,51 @@ static void stats_help(void)
 	       program_invocation_short_name);
 }
 
-/* One pass: every requested instance. Returns how many were shown, or <0. */
-static int stats_once(char **names, size_t n_names, const char *pin_path, bool json)
+/* The instances one pass reads: all of them are read before any is printed. */
+struct instance_list {
+	struct instance_stats *v;
+	size_t n;
+};
+
+static void instance_list_done(struct instance_list *l)
+{
+	l->v = mfree(l->v);
+	l->n = 0;
+}
+
+static int instance_list_add(struct instance_list *l, const struct instance_stats *st)
+{
+	struct instance_stats *v;
+
+	v = reallocarray(l->v, l->n + 1, sizeof(*v));
+	if (!v)
+		return log_error_errno(-ENOMEM, "Failed to read the instances: %m");
+	v[l->n++] = *st;
+	l->v = v;
+	return 0;
+}
+
+/*
+ * One pass: every requested instance. Returns how many were shown, or <0. All are read first,
+ * so that a failure prints nothing half-done (a JSON array cut short), and OpenMetrics can write
+ * each family once.
+ */
+static int stats_once(char **names, size_t n_names, const char *pin_path, enum stats_format format)
 {
 	_cleanup_(closedirp) DIR *d = NULL, *run_dir = NULL;
+	_cleanup_(instance_list_done) struct instance_list l = {};
 	struct instance_stats st;
-	bool first = true;
-	int shown = 0, r;
+	int r;
 
-	if (json)
-		printf("[");
 	if (pin_path) {
 		const char *base = strrchr(pin_path, '/');
 
 		r = read_instance(pin_path, base ? base + 1 : pin_path, &st);
 		if (r < 0)
 			return log_error_errno(r, "Failed to read the pins in %s: %m", pin_path);
-		json ? print_json(&st, first) : print_text(&st);
-		shown++;
+		r = instance_list_add(&l, &st);
+		if (r < 0)
+			return r;
 	} else if (n_names > 0) {
 		for (size_t i = 0; i < n_names; i++) {
 			r = read_named(names[i], &st);
@@ -295,9 +378,9 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 						       "No readable instance '%s' in " SR_PIN_ROOT
 						       " or " SR_RUN_ROOT ": %m",
 						       names[i]);
-			json ? print_json(&st, first) : print_text(&st);
-			first = false;
-			shown++;
+			r = instance_list_add(&l, &st);
+			if (r < 0)
+				return r;
 		}
 	} else {
 		struct dirent *de;
@@ -316,9 +399,9 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 				log_warning_errno(r, "Skipping %s: %m", dir);
 				continue;
 			}
-			json ? print_json(&st, first) : print_text(&st);
-			first = false;
-			shown++;
+			r = instance_list_add(&l, &st);
+			if (r < 0)
+				return r;
 		}
 		/* Instances without the kernel path; those a crash left behind are skipped. */
 		run_dir = opendir(SR_RUN_ROOT);
@@ -332,34 +415,47 @@ static int stats_once(char **names, size_t n_names, const char *pin_path, bool j
 				log_warning_errno(r, "Skipping " SR_RUN_ROOT "/%s: %m", de->d_name);
 				continue;
 			}
-			json ? print_json(&st, first) : print_text(&st);
-			first = false;
-			shown++;
+			r = instance_list_add(&l, &st);
+			if (r < 0)
+				return r;
 		}
 	}
-	if (json)
-		printf("]\n");
-	if (shown == 0)
+	/* Even with none: an empty array, or an exposition of "# EOF" alone, is still a document. */
+	r = print_instances(l.v, l.n, format);
+	fflush(stdout);
+	if (r < 0)
+		return r;
+	if (l.n == 0)
 		log_error(
 			"No sockredir instance found under " SR_PIN_ROOT " or " SR_RUN_ROOT
 			". Is one running? An instance pins its maps there (or, without the kernel "
 			"path, keeps its counters there) while it runs, and removes them on exit.");
-	fflush(stdout);
-	return shown;
+	return (int)l.n;
+}
+
+static int parse_format(const char *s, enum stats_format *ret)
+{
+	for (size_t i = 0; i < _STATS_FORMAT_MAX; i++)
+		if (streq(s, format_names[i])) {
+			*ret = i;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 int stats_main(int argc, char *argv[])
 {
-	enum { ARG_JSON = 0x100, ARG_WATCH, ARG_PIN_PATH };
+	enum { ARG_JSON = 0x100, ARG_FORMAT, ARG_WATCH, ARG_PIN_PATH };
 	static const struct option options[] = { { "help", no_argument, NULL, 'h' },
 						 { "json", no_argument, NULL, ARG_JSON },
+						 { "format", required_argument, NULL, ARG_FORMAT },
 						 { "watch", required_argument, NULL, ARG_WATCH },
 						 { "pin-path", required_argument, NULL,
 						   ARG_PIN_PATH },
 						 {} };
+	enum stats_format format = STATS_TEXT;
 	const char *pin_path = NULL;
 	uint64_t watch = 0;
-	bool json = false;
 	int c, r;
 
 	optind = 0;
@@ -369,7 +465,15 @@ int stats_main(int argc, char *argv[])
 			stats_help();
 			return 0;
 		case ARG_JSON:
-			json = true;
+			format = STATS_JSON;
+			break;
+		case ARG_FORMAT:
+			if (parse_format(optarg, &format) < 0) {
+				log_error(
+					"Invalid --format '%s': expected text, json or openmetrics.",
+					optarg);
+				return -SR_EUSAGE;
+			}
 			break;
 		case ARG_WATCH:
 			if (parse_time_usec(optarg, &watch) < 0 || watch < USEC_PER_SEC / 10) {
@@ -392,9 +496,10 @@ int stats_main(int argc, char *argv[])
 	/* Quiet libbpf: a missing pin is reported by us, once. */
 	log_bridge_libbpf(false);
 	for (;;) {
-		if (watch && !json)
+		/* Redraw the text in place; the other formats are for programs, one after another. */
+		if (watch && format == STATS_TEXT)
 			printf("\033[H\033[2J");
-		r = stats_once(argv + optind, (size_t)(argc - optind), pin_path, json);
+		r = stats_once(argv + optind, (size_t)(argc - optind), pin_path, format);
 		if (r <= 0)
 			return r < 0 ? r : -ENOENT;
 		if (!watch)

@@ -47,6 +47,21 @@ static inline const char *stats_kernel_path_label(bool both_ways)
 	return both_ways ? "Kernel path both ways" : "Kernel path";
 }
 
+/* How `sockredir stats` and the metrics name a fallback reason: one name each, in both. */
+static inline const char *stats_fallback_name(enum sr_fallback_reason r)
+{
+	static const char *const names[_SR_FALLBACK_MAX] = {
+		[SR_FALLBACK_NONE] = "none",
+		[SR_FALLBACK_MODE] = "mode",
+		[SR_FALLBACK_CLIENT_STATE] = "client_half_closed",
+		[SR_FALLBACK_BACKEND_STATE] = "backend_refused",
+		[SR_FALLBACK_MAP_FULL] = "map_full",
+		[SR_FALLBACK_OTHER] = "other",
+	};
+
+	return (unsigned)r < _SR_FALLBACK_MAX ? names[r] : "unknown";
+}
+
 /*
  * sr_proxy_stats is one page shared by every worker process (a MAP_SHARED mmap of the BPF array,
  * or of anonymous memory without BPF), so a count is an atomic add. Relaxed: readers want sums,
