@@ -36,8 +36,8 @@ USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wer
 USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
 BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
-TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-metrics $(OUTPUT)/test-peek \
-	      $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
+TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-metrics \
+	      $(OUTPUT)/test-metrics-http $(OUTPUT)/test-peek $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
 
 # Debian packages: to build; for the demo (tests/demo.sh: systemd-socket-activate, ss, curl, and
 # bpftool from DEPS_BUILD); to test; to benchmark; for the tests that boot systemd under nspawn; and
@@ -112,12 +112,16 @@ $(OUTPUT)/test-address: tests/test-address.c $(OUTPUT)/user/address.o $(OUTPUT)/
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
 
 # metrics.o needs mode_to_string() from options.o, and so what options.o needs.
-$(OUTPUT)/test-metrics: tests/test-metrics.c $(OUTPUT)/user/metrics.o $(OUTPUT)/user/metrics-accept.o \
-			$(OUTPUT)/user/options.o \
-			$(OUTPUT)/user/options-help.o $(OUTPUT)/user/config-file.o \
-			$(OUTPUT)/user/address.o $(OUTPUT)/user/parse.o $(OUTPUT)/user/log.o | $(OUTPUT)
+METRICS_OBJS := $(addprefix $(OUTPUT)/user/,metrics.o metrics-accept.o options.o options-help.o \
+		  config-file.o address.o parse.o log.o)
+$(OUTPUT)/test-metrics: tests/test-metrics.c $(METRICS_OBJS) | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -o $@
+
+$(OUTPUT)/test-metrics-http: tests/test-metrics-http.c $(OUTPUT)/user/metrics-http.o \
+			     $(OUTPUT)/user/metrics-request.o $(METRICS_OBJS) | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ $(PKG_LIBS) -lpthread -o $@
 
 # The benchmark's own client and backend: bench/NAME.c -> .output/bench-NAME.
 $(OUTPUT)/bench-%: bench/%.c $(wildcard bench/*.h) | $(OUTPUT)
