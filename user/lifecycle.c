@@ -352,8 +352,11 @@ static int metrics_start(struct proxy *p)
 	r = metrics_server_new(p->event, l->fd, render_metrics, p, &p->metrics_server);
 	if (r < 0)
 		return log_error_errno(r, "Failed to serve metrics on %s: %m", l->name);
-	log_info("Serving metrics on %s (%s).", address_to_string(&l->addr, addr, sizeof(addr)),
-		 l->name);
+	address_to_string(&l->addr, addr, sizeof(addr));
+	if (streq(addr, l->name))
+		log_info("Serving metrics on %s.", addr);
+	else
+		log_info("Serving metrics on %s (%s).", addr, l->name);
 	return 0;
 }
 
