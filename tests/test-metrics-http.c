@@ -37,7 +37,6 @@ enum {
 	CMD_TIMEOUT, /* arg: µs */
 	CMD_FAIL,    /* arg: render fails with -arg, or works if 0 */
 	CMD_BIG,     /* arg: body bytes, or 0 for the fixed bodies */
-	CMD_STOP,
 };
 
 struct cmd {
@@ -94,9 +93,6 @@ static int on_cmd(sd_event_source *es, int fd, uint32_t revents, void *userdata)
 		break;
 	case CMD_BIG:
 		ss->big = c.arg;
-		break;
-	case CMD_STOP:
-		metrics_server_stop(ss->server);
 		break;
 	}
 	if (write(fd, &ack, 1) != 1)
@@ -705,37 +701,6 @@ static void test_emfile(void)
 	check_idle("emfile");
 }
 
-/* After metrics_server_stop(), a scrape under way finishes; a new one is not accepted. */
-static void test_stop(void)
-{
-	struct pollfd pfd = { .events = POLLIN };
-	int before, after;
-	char *raw;
-	size_t len;
-
-	before = client_connect();
-	if (!CHECK(before >= 0, "connect: %s", strerror(-before)))
-		return;
-	/* Accepted before the stop: the loop answers the command after the accept. */
-	usleep(100 * 1000);
-	command(CMD_STOP, 0);
-	after = client_connect(); /* the kernel still completes it, into the backlog */
-	if (after >= 0)
-		send_all(after, GET_METRICS, strlen(GET_METRICS));
-
-	send_all(before, GET_METRICS, strlen(GET_METRICS));
-	CHECK(read_all(before, &raw, &len) == 0 && strstr(raw, "\r\n\r\n" BODY_TEXT),
-	      "scrape under way: '%s'", raw);
-	free(raw);
-	close(before);
-
-	pfd.fd = after;
-	CHECK(after >= 0 && poll(&pfd, 1, 500) == 0, "a scrape after the stop was answered");
-	if (after >= 0)
-		close(after);
-	check_idle("stop");
-}
-
 static void *client_main(void *userdata)
 {
 	idle_fds = count_fds();
@@ -751,7 +716,6 @@ static void *client_main(void *userdata)
 	test_max_scrapes();
 	test_concurrent();
 	test_emfile();
-	test_stop();
 
 	command(CMD_QUIT, 0);
 	return NULL;

@@ -28,7 +28,7 @@
 /* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
 #define SETTLE_ROUNDS_MAX 32
 
-const char *flow_name(const struct flow *f)
+static const char *flow_name(const struct flow *f)
 {
 	return f->dir == SR_DIR_UP ? "client->backend" : "backend->client";
 }

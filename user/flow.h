@@ -25,7 +25,5 @@ void flow_set_state(struct flow *f, enum flow_state state);
  * source's close is a FIN and not a reset.
  */
 void flow_discard_rest(struct flow *f);
-/* "client->backend" or "backend->client", for logs. */
-const char *flow_name(const struct flow *f);
 
 #endif /* SR_FLOW_H */

@@ -69,7 +69,7 @@ struct metrics_server {
 	void *userdata;
 	uint64_t timeout;
 
-	bool stopping;	/* metrics_server_stop() or _free(): no more accepting */
+	bool stopping;	/* being freed: no more accepting */
 	bool failed;	/* accept failed for good */
 	bool paused;	/* out of fds: listener off until accept_resume fires */
 	bool listening; /* the listener source is on */
@@ -551,13 +551,6 @@ struct metrics_server *metrics_server_free(struct metrics_server *s)
 	sd_event_source_disable_unref(s->accept_resume);
 	free(s);
 	return NULL;
-}
-
-void metrics_server_stop(struct metrics_server *s)
-{
-	s->stopping = true;
-	(void)sd_event_source_set_enabled(s->accept_resume, SD_EVENT_OFF);
-	server_update_listener(s);
 }
 
 void metrics_server_set_timeout(struct metrics_server *s, uint64_t usec)

@@ -35,9 +35,6 @@ int metrics_server_new(sd_event *e, int listen_fd, metrics_render_t render, void
 struct metrics_server *metrics_server_free(struct metrics_server *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct metrics_server *, metrics_server_free);
 
-/* Stop accepting new scrapes (a stop in progress); scrapes under way finish. */
-void metrics_server_stop(struct metrics_server *s);
-
 /*
  * Test hook: the time from accept to the end of the reply for scrapes accepted from now on,
  * instead of METRICS_REQUEST_TIMEOUT, so that a test of the deadline doesn't wait 5 s.

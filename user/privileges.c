@@ -14,17 +14,6 @@
 #include "privileges.h"
 #include "util.h"
 
-int capabilities_effective(uint64_t *ret)
-{
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = {};
-
-	if (syscall(SYS_capget, &hdr, data) < 0)
-		return negative_errno();
-	*ret = (uint64_t)data[1].effective << 32 | data[0].effective;
-	return 0;
-}
-
 int capabilities_keep_only(uint64_t keep)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };

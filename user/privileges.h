@@ -10,7 +10,5 @@
  * permitted, inheritable, ambient and bounding. Returns 0 or negative errno.
  */
 int capabilities_keep_only(uint64_t keep);
-/* The effective set now, for logs and tests. */
-int capabilities_effective(uint64_t *ret);
 
 #endif /* SR_PRIVILEGES_H */
