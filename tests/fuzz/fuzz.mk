@@ -22,7 +22,8 @@ _fuzz_default_goal := $(.DEFAULT_GOAL)
 FUZZ_DIR      := tests/fuzz
 FUZZ_OUT       = $(OUTPUT)/fuzz
 FUZZ_SECONDS  ?= 60
-FUZZ_TARGETS  ?= fuzz-address fuzz-config fuzz-peek-http fuzz-peek-tls fuzz-proxy-header
+FUZZ_TARGETS  ?= fuzz-address fuzz-config fuzz-metrics-request fuzz-peek-http fuzz-peek-tls \
+		 fuzz-proxy-header
 FUZZ_SANITIZE ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS   ?= $(FUZZ_SANITIZE) -g -O1 -fno-omit-frame-pointer
 FUZZ_CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -I$(OUTPUT) -Ibpf -Wall -Wextra -Wno-unused-parameter \
@@ -74,6 +75,11 @@ $(FUZZ_OUT)/fuzz-config: $(call fuzz_obj,fuzz-config) $(call fuzz_obj,fake-resol
 			 $(call fuzz_obj,user-address) $(call fuzz_obj,user-log)
 	$(call msg,LINK,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_WRAP) $^ $(FUZZ_LIBBPF) -o $@
+
+$(FUZZ_OUT)/fuzz-metrics-request: $(call fuzz_obj,fuzz-metrics-request) \
+				 $(call fuzz_obj,user-metrics-request) $(call fuzz_obj,user-metrics-accept)
+	$(call msg,LINK,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) $^ -o $@
 
 $(FUZZ_OUT)/fuzz-peek-http: $(call fuzz_obj,fuzz-peek-http) $(call fuzz_obj,user-peek)
 	$(call msg,LINK,$@)

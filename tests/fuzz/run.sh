@@ -22,7 +22,8 @@ TOP=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$TOP" || exit 1
 FUZZ_DIR=tests/fuzz
 FUZZ_OUT=${FUZZ_OUT:-.output/fuzz}
-ALL_TARGETS="fuzz-address fuzz-config fuzz-peek-http fuzz-peek-tls fuzz-proxy-header"
+ALL_TARGETS="fuzz-address fuzz-config fuzz-metrics-request fuzz-peek-http fuzz-peek-tls
+	fuzz-proxy-header"
 
 # The longest input each target looks at (a little past, for the peek parsers' cap).
 max_len() {
@@ -31,6 +32,7 @@ max_len() {
 	fuzz-config) echo 4096 ;;
 	fuzz-peek-http | fuzz-peek-tls) echo 16448 ;;
 	fuzz-proxy-header) echo 64 ;;
+	fuzz-metrics-request) echo 8200 ;;
 	*) echo 4096 ;;
 	esac
 }
@@ -159,6 +161,7 @@ coverage() {
 			extra=("$FUZZ_DIR/fake-resolver.c" "-Wl,--wrap=getaddrinfo" -lbpf) ;;
 		fuzz-peek-http | fuzz-peek-tls) srcs="user/peek.c" ;;
 		fuzz-proxy-header) srcs="user/proxy-protocol.c" ;;
+		fuzz-metrics-request) srcs="user/metrics-request.c user/metrics-accept.c" ;;
 		esac
 		# shellcheck disable=SC2086
 		"$clang" "${cflags[@]}" "$FUZZ_DIR/$t.c" $srcs "${extra[@]}" -o "$dir/$t" || return 1
