@@ -41,6 +41,21 @@ int log_internal(int level, int error, const char *func, const char *format, ...
 #define log_error_errno(e, ...)	  log_full_errno(LOG_ERR, e, __VA_ARGS__)
 
 /*
+ * For trouble that comes in bursts: true once per interval (and *last becomes now), so that the
+ * first of a burst is logged at its level and the rest at debug level, or only counted. *last
+ * starts at 0: never.
+ */
+static inline bool log_ratelimit(uint64_t *last, uint64_t interval)
+{
+	uint64_t now = now_usec();
+
+	if (*last && now - *last < interval)
+		return false;
+	*last = now;
+	return true;
+}
+
+/*
  * Route libbpf's messages through log_internal(). Its debug output shows only with -v, and its
  * warnings only if show_warnings (when BPF is optional, one message of ours says why it failed).
  */

@@ -424,16 +424,14 @@ static int on_accept_resume(sd_event_source *es, uint64_t usec, void *userdata)
  */
 static void server_pause_accept(struct metrics_server *s, int error)
 {
-	uint64_t now = now_usec();
 	int r;
 
 	if (s->paused)
 		return;
-	if (!s->pause_logged_at || now - s->pause_logged_at > ACCEPT_PAUSE_LOG_INTERVAL) {
+	if (log_ratelimit(&s->pause_logged_at, ACCEPT_PAUSE_LOG_INTERVAL))
 		log_warning_errno(error, "Failed to accept a metrics scrape (%m): pausing for a "
 					 "second.");
-		s->pause_logged_at = now;
-	} else
+	else
 		log_debug_errno(error, "Failed to accept a metrics scrape (%m): pausing.");
 	s->paused = true;
 	server_update_listener(s);

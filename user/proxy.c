@@ -72,7 +72,6 @@ static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata)
  */
 static void proxy_pause_accept(struct proxy *p, int error)
 {
-	uint64_t now = now_usec();
 	int r;
 
 	/* Spare pipes are fds too: give them back first. */
@@ -84,12 +83,10 @@ static void proxy_pause_accept(struct proxy *p, int error)
 	 * accept() fails with EMFILE while the connection stays queued, so epoll would report
 	 * the listener again at once: stop watching until an fd is freed, or a second passes.
 	 */
-	if (!p->accept_pause_logged_at ||
-	    now - p->accept_pause_logged_at > ACCEPT_PAUSE_LOG_INTERVAL) {
+	if (log_ratelimit(&p->accept_pause_logged_at, ACCEPT_PAUSE_LOG_INTERVAL))
 		log_warning_errno(error, "Out of file descriptors (%m): pausing accepting until a "
 					 "connection closes.");
-		p->accept_pause_logged_at = now;
-	} else
+	else
 		log_debug_errno(error, "Out of file descriptors (%m): pausing accepting.");
 	p->accept_paused = true;
 	proxy_update_listeners(p);

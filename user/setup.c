@@ -186,12 +186,10 @@ static void log_connect_failure(struct setup *s, int error, const struct route *
 {
 	char what[512];
 	const char *hint;
-	uint64_t now = now_usec();
 	size_t off = 0;
 
 	stat_inc(s->conns.movers.stats->connect_failed);
-	if (s->connect_fail_logged_at &&
-	    now - s->connect_fail_logged_at < CONNECT_FAIL_LOG_INTERVAL) {
+	if (!log_ratelimit(&s->connect_fail_logged_at, CONNECT_FAIL_LOG_INTERVAL)) {
 		s->connect_fail_suppressed++;
 		return;
 	}
@@ -217,7 +215,6 @@ static void log_connect_failure(struct setup *s, int error, const struct route *
 		log_warning_errno(error,
 				  "Failed to connect to backend %s: %m. Closing the client.%s",
 				  what, hint);
-	s->connect_fail_logged_at = now;
 	s->connect_fail_suppressed = 0;
 }
 
