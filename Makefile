@@ -46,8 +46,8 @@ DEPS_BUILD := clang llvm bpftool libbpf-dev libsystemd-dev pkg-config gcc make
 DEPS_DEMO  := systemd iproute2 curl
 DEPS_TEST  := systemd iproute2 util-linux libcap2-bin curl procps python3 bc man-db groff-base \
 	      bsdextrautils graphviz prometheus python3-prometheus-client
-DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl
-DEPS_EXTRA := podman runc uidmap caddy busybox-static libclang-rt-14-dev
+DEPS_BENCH := haproxy nginx libnginx-mod-stream socat gnuplot-nox linux-perf openssl wrk caddy
+DEPS_EXTRA := podman runc uidmap busybox-static libclang-rt-14-dev
 DEPS_NSPAWN := debootstrap systemd-container
 DEPS_DEB   := debhelper dpkg-dev
 DEPS_ALL   := $(DEPS_BUILD) $(DEPS_DEMO) $(DEPS_TEST) $(DEPS_BENCH) $(DEPS_EXTRA) $(DEPS_NSPAWN) \

@@ -41,6 +41,14 @@ TITLES = {
 DIRECT = ("direct", "direct-tcp")
 # Plain titles for the plots' legends.
 PLAIN = {k: v.replace("`", "") for k, v in TITLES.items()}
+# The http phase: its baseline is the HTTP server's own TCP listener (the direct-tcp variant).
+HTTP_BASE = "direct-tcp"
+HTTP_TITLES = dict(TITLES, **{HTTP_BASE: "no proxy (TCP)"})
+HTTP_SHAPES = {
+    "chatty": "chatty: keep-alive, 3 B responses",
+    "bulk": "bulk: keep-alive, 1 MiB responses",
+    "close": "a new connection per request: 3 B responses, `Connection: close`",
+}
 
 
 def size_name(n):
@@ -80,7 +88,19 @@ class Results:
         # (test, size, conns) -> variant -> round -> row
         self.by = defaultdict(lambda: defaultdict(dict))
         for r in self.rows:
-            self.by[(r["test"], int(r["size"]), int(r["conns"]))][r["variant"]][r["round"]] = r
+            self.by[self.key_of(r)][r["variant"]][r["round"]] = r
+
+    @staticmethod
+    def key_of(row):
+        """(test, size, conns); an http row's test also names its server: "http-bulk/caddy"."""
+        test = row["test"]
+        if row.get("server"):
+            test += "/" + row["server"]
+        return test, int(row["size"]), int(row["conns"])
+
+    def has(self, prefix):
+        """Were there measurements whose test starts with prefix?"""
+        return any(k[0].startswith(prefix) for k in self.by)
 
     def cell(self, key, variant):
         return self.by.get(key, {}).get(variant, {})
@@ -96,10 +116,10 @@ class Results:
             return None
         return statistics.median(vals), min(vals), max(vals)
 
-    def ratio(self, key, variant, metric):
-        """Median, min and max of the per-round ratio to direct."""
+    def ratio(self, key, variant, metric, against="direct"):
+        """Median, min and max of the per-round ratio to direct (or another variant)."""
         mine = self.values(key, variant, metric)
-        base = self.values(key, "direct", metric)
+        base = self.values(key, against, metric)
         rs = [mine[rd] / base[rd] for rd in mine if rd in base and base[rd]]
         if not rs:
             return None
@@ -125,6 +145,15 @@ def spread(st, unit=""):
     if len(set((lo, hi))) == 1:
         return "%s%s" % (fmt(med), unit)
     return "%s%s (%s–%s)" % (fmt(med), unit, fmt(lo), fmt(hi))
+
+
+def latency_cell(st):
+    """A latency spread in µs, or in ms from 10 ms up."""
+    if st is None:
+        return "–"
+    if st[0] >= 10000:
+        return spread(tuple(x / 1000 for x in st), " ms")
+    return spread(st, " µs")
 
 
 def ratio_cell(rt):
@@ -185,7 +214,8 @@ class Report:
             what = "%s %s" % (test, size_name(size)) if test in ("rr", "connrate") else test
             if conns > 1:
                 what += " over %s connections" % "{:,}".format(conns)
-            self.line("- %s, %s, round%s %s: %s" % (PLAIN[v], what, "s" if len(rds) > 1 else "",
+            title = HTTP_TITLES[v] if test.startswith("http-") else PLAIN[v]
+            self.line("- %s, %s, round%s %s: %s" % (title, what, "s" if len(rds) > 1 else "",
                                                    ", ".join(map(str, rds)), why))
         self.line()
 
@@ -202,6 +232,10 @@ class Report:
                   % (m["versions"]["sockredir"].split()[-1] if m["versions"]["sockredir"] else "?",
                      m["git"], m["versions"]["haproxy"].split(" - ")[0], m["versions"]["nginx"],
                      m["versions"]["socat"], m["versions"]["systemd"]))
+        if self.res.has("http-"):
+            self.line("- HTTP servers: %s; caddy %s; %s." % (
+                m["versions"]["nginx"], m["versions"].get("caddy", "?").split()[0],
+                " ".join(m["versions"].get("wrk", "wrk ?").split()[:2])))
         self.line("- %d interleaved round(s), the order rotated each round. Each figure is the"
                   " median over rounds, with min–max in brackets; a ratio is to direct in the same"
                   " round, then the median of those." % s["rounds"])
@@ -408,6 +442,91 @@ class Report:
             self.table(head, rows)
             self.failure_notes([key])
 
+    def http_keys(self):
+        """The http phase's keys in the order of the servers, the shapes and the counts."""
+        res = self.res
+        servers = res.meta["settings"].get("http_servers", "").split()
+        keys = [k for k in res.by if k[0].startswith("http-")]
+
+        def order(k):
+            shape, server = k[0][len("http-"):].split("/", 1)
+            return (servers.index(server) if server in servers else len(servers), server,
+                    list(HTTP_SHAPES).index(shape) if shape in HTTP_SHAPES else 9, k[2])
+        return sorted(keys, key=order)
+
+    @staticmethod
+    def http_what(key, short=False):
+        shape, server = key[0][len("http-"):].split("/", 1)
+        if short:
+            return "%s %s ×%s" % (server, shape, "{:,}".format(key[2]))
+        return "%s, %s, %s connection%s" % (server, HTTP_SHAPES.get(shape, shape),
+                                           "{:,}".format(key[2]), "" if key[2] == 1 else "s")
+
+    def http_summary(self):
+        res = self.res
+        self.line("## HTTP (wrk): throughput against no proxy")
+        self.line()
+        self.line("Requests/s (bulk: bytes/s) through each proxy, as a ratio to the same HTTP"
+                  " server on TCP with no proxy in the same round: higher is better.")
+        self.line()
+        keys = self.http_keys()
+        rows = []
+        for v in res.variants:
+            if not any(res.cell(k, v) for k in keys):
+                continue
+            r = [HTTP_TITLES[v]]
+            for k in keys:
+                if v == HTTP_BASE:
+                    m = "gib_s" if k[0].startswith("http-bulk") else "rps"
+                    unit = " GiB/s" if m == "gib_s" else " req/s"
+                    r.append(status_cell(res, k, v, 0, spread(res.stat(k, v, m), unit)))
+                else:
+                    r.append(status_cell(res, k, v, 0,
+                                         ratio_cell(res.ratio(k, v, "rps", HTTP_BASE))))
+            rows.append(r)
+        self.table(["variant"] + [self.http_what(k, True) for k in keys], rows)
+
+    def http(self):
+        res = self.res
+        s = res.meta["settings"]
+        self.line("## HTTP through each proxy (wrk)")
+        self.line()
+        self.line("wrk (%s s per run, `--latency`) against nginx and caddy serving files on a"
+                  " Unix socket, through each proxy; the baseline is the same server on TCP,"
+                  " no proxy. CPU and context switches are the whole machine's (`perf stat -a`"
+                  " around wrk, so wrk, the proxy and the server all count), per request. Before"
+                  " each proxy was measured, curl fetched both files through it and they were"
+                  " compared byte for byte; every run here had no socket error and no 4xx or 5xx"
+                  " response, or it is marked failed." % s.get("http_seconds", "?"))
+        self.line()
+        for key in self.http_keys():
+            bulk = key[0].startswith("http-bulk")
+            self.line("### %s" % self.http_what(key))
+            self.line()
+            head = ["variant", "GiB/s" if bulk else "req/s", "× no proxy", "p50", "p99",
+                    "CPU µs/req", "× no proxy", "context switches/req"]
+            rows = []
+            for v in res.variants:
+                if not res.cell(key, v):
+                    continue
+                fails = res.failures(key, v)
+                if len(fails) == len(res.cell(key, v)):
+                    rows.append([HTTP_TITLES[v], "**FAILED**"] + [""] * (len(head) - 2))
+                    continue
+                base = v != HTTP_BASE
+                rows.append([
+                    HTTP_TITLES[v],
+                    status_cell(res, key, v, 0,
+                                spread(res.stat(key, v, "gib_s" if bulk else "rps"))),
+                    ratio_cell(res.ratio(key, v, "rps", HTTP_BASE)) if base else "–",
+                    latency_cell(res.stat(key, v, "p50_us")),
+                    latency_cell(res.stat(key, v, "p99_us")),
+                    spread(res.stat(key, v, "cpu_us_per_req")),
+                    ratio_cell(res.ratio(key, v, "cpu_us_per_req", HTTP_BASE)) if base else "–",
+                    spread(res.stat(key, v, "ctxt_per_req"))])
+            self.table(head, rows)
+            self.failure_notes([key])
+
     def correctness(self):
         res = self.res
         self.line("## Were the bytes right?")
@@ -464,14 +583,19 @@ class Report:
             self.line()
 
     def write(self, made):
+        res = self.res
         self.header()
-        self.summary()
-        self.absolute()
-        self.latency()
-        self.efficiency()
-        self.bulk()
-        self.connrate()
-        self.scale()
+        if res.has("rr") or res.has("up") or res.has("connrate"):
+            self.summary()
+            self.absolute()
+            self.latency()
+            self.efficiency()
+            self.bulk()
+            self.connrate()
+            self.scale()
+        if res.has("http-"):
+            self.http_summary()
+            self.http()
         self.correctness()
         self.sockredir_log()
         self.plots(made)
@@ -558,7 +682,8 @@ def write_summary_csv(res):
     """Every (test, variant, metric): median, min, max, and the ratio to direct."""
     metrics = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "rate", "mb_s", "cpu_s_per_gib",
                "cpu_s_per_10k", "ctxt_per_rr", "proxy_wakeups_per_rr", "fds_per_conn",
-               "rss_kb_per_conn", "pss_kb_per_conn", "machine_kb_per_conn"]
+               "rss_kb_per_conn", "pss_kb_per_conn", "machine_kb_per_conn", "rps", "gib_s",
+               "cpu_us_per_req", "ctxt_per_req"]
     with open(os.path.join(res.path, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["test", "size", "conns", "variant", "metric", "median", "min", "max",
@@ -663,25 +788,26 @@ def plots(res):
         made.append(("latency-cdf-sizes.png", "latency CDF per message size"))
 
     # Throughput bars with min-max error bars.
-    bulk = res.meta["settings"]["bulk_bytes"]
-    fn = os.path.join(d, "throughput.dat")
-    with open(fn, "w") as f:
-        f.write("# variant\tup\tup_lo\tup_hi\tdown\tdown_lo\tdown_hi\n")
-        for v in res.variants:
-            u = res.stat(("up", bulk, 1), v, "mb_s") or (0, 0, 0)
-            w = res.stat(("down", bulk, 1), v, "mb_s") or (0, 0, 0)
-            f.write('"%s"\t%g\t%g\t%g\t%g\t%g\t%g\n' % ((PLAIN[v],) + u + w))
-    gp += ['set output "%s"' % os.path.join(res.path, "throughput.png"),
-           'set title "Bulk throughput, %s in one connection (median, min–max)"'
-           % size_name(bulk),
-           'set style data histograms', 'set style histogram errorbars gap 2 lw 1',
-           'set style fill solid 0.7 border -1', 'set ylabel "MB/s"', 'set xlabel ""',
-           'set yrange [0:*]', 'set xtics rotate by -25 left', 'set key inside top right',
-           'plot "%s" using 2:3:4:xtic(1) title "upload (client → backend)" lc rgb "#3b6ea5",'
-           ' \\\n  "" using 5:6:7 title "download (backend → client)" lc rgb "#e07b39"' % fn,
-           'unset style', 'set style data lines', 'set xtics norotate', 'set yrange [*:*]',
-           'set key outside right top', 'unset title']
-    made.append(("throughput.png", "throughput per direction"))
+    if res.has("up") or res.has("down"):
+        bulk = res.meta["settings"]["bulk_bytes"]
+        fn = os.path.join(d, "throughput.dat")
+        with open(fn, "w") as f:
+            f.write("# variant\tup\tup_lo\tup_hi\tdown\tdown_lo\tdown_hi\n")
+            for v in res.variants:
+                u = res.stat(("up", bulk, 1), v, "mb_s") or (0, 0, 0)
+                w = res.stat(("down", bulk, 1), v, "mb_s") or (0, 0, 0)
+                f.write('"%s"\t%g\t%g\t%g\t%g\t%g\t%g\n' % ((PLAIN[v],) + u + w))
+        gp += ['set output "%s"' % os.path.join(res.path, "throughput.png"),
+               'set title "Bulk throughput, %s in one connection (median, min–max)"'
+               % size_name(bulk),
+               'set style data histograms', 'set style histogram errorbars gap 2 lw 1',
+               'set style fill solid 0.7 border -1', 'set ylabel "MB/s"', 'set xlabel ""',
+               'set yrange [0:*]', 'set xtics rotate by -25 left', 'set key inside top right',
+               'plot "%s" using 2:3:4:xtic(1) title "upload (client → backend)" lc rgb "#3b6ea5",'
+               ' \\\n  "" using 5:6:7 title "download (backend → client)" lc rgb "#e07b39"' % fn,
+               'unset style', 'set style data lines', 'set xtics norotate', 'set yrange [*:*]',
+               'set key outside right top', 'unset title']
+        made.append(("throughput.png", "throughput per direction"))
 
     # Latency and memory against concurrency; failed levels are left out of the lines.
     levels = [1] + [int(x) for x in res.meta["settings"]["scale_levels"]]
@@ -700,18 +826,19 @@ def plots(res):
                     n += 1
         if n:
             sfiles[v] = fn
-    gp += ['set output "%s"' % os.path.join(res.path, "latency-vs-connections.png"),
-           'set terminal pngcairo size 1200,560 font "sans,10"',
-           'set multiplot layout 1,2 title "64 B request/response latency against concurrent'
-           ' connections (median over rounds; a missing point failed)"',
-           'set logscale xy', 'set xlabel "concurrent connections"', 'set ylabel "µs"',
-           'set format x "%g"', 'set key inside top left', 'set xrange [0.7:15000]']
-    for col, name in ((2, "p50"), (3, "p99")):
-        parts = ['"%s" using 1:%d with linespoints lt %d pt 7 title "%s"'
-                 % (fn, col, styles[v], PLAIN[v]) for v, fn in sfiles.items()]
-        gp += ['set title "%s"' % name, "plot " + ", \\\n  ".join(parts)]
-    gp += ['unset multiplot', 'unset logscale', 'set xrange [*:*]', 'unset title']
-    made.append(("latency-vs-connections.png", "latency against concurrency"))
+    if sfiles:
+        gp += ['set output "%s"' % os.path.join(res.path, "latency-vs-connections.png"),
+               'set terminal pngcairo size 1200,560 font "sans,10"',
+               'set multiplot layout 1,2 title "64 B request/response latency against concurrent'
+               ' connections (median over rounds; a missing point failed)"',
+               'set logscale xy', 'set xlabel "concurrent connections"', 'set ylabel "µs"',
+               'set format x "%g"', 'set key inside top left', 'set xrange [0.7:15000]']
+        for col, name in ((2, "p50"), (3, "p99")):
+            parts = ['"%s" using 1:%d with linespoints lt %d pt 7 title "%s"'
+                     % (fn, col, styles[v], PLAIN[v]) for v, fn in sfiles.items()]
+            gp += ['set title "%s"' % name, "plot " + ", \\\n  ".join(parts)]
+        gp += ['unset multiplot', 'unset logscale', 'set xrange [*:*]', 'unset title']
+        made.append(("latency-vs-connections.png", "latency against concurrency"))
 
     mem_parts = ['"%s" using 1:4 with linespoints lt %d pt 7 title "%s"'
                  % (fn, styles[v], PLAIN[v]) for v, fn in sfiles.items() if v not in DIRECT]
@@ -771,6 +898,8 @@ def write_meta(path, elapsed, quick):
             "socat": run("socat", "-V", starts="socat version"),
             "systemd": run("systemd-socket-activate", "--version"),
             "sockredir": run(os.path.join(top, ".output", "sockredir"), "--version"),
+            "caddy": run("caddy", "version"),
+            "wrk": run("wrk", "-v", starts="wrk"),
         },
         "settings": {
             "rounds": int(env["ROUNDS"]), "rr_seconds": float(env["RR_SECONDS"]),
@@ -781,6 +910,10 @@ def write_meta(path, elapsed, quick):
             "scale_seconds": float(env["SCALE_SECONDS"]), "scale_procs": int(env["SCALE_PROCS"]),
             "stall_seconds": float(env["STALL"]), "scale_stall_seconds": float(env["SCALE_STALL"]),
             "variants": env["VARIANTS"].split(),
+            "phases": env.get("PHASES", "main scale").split(),
+            "http_seconds": int(env.get("HTTP_SECONDS", "0")),
+            "http_conns": env.get("HTTP_CONNS", ""),
+            "http_servers": env.get("HTTP_SERVERS", ""),
         },
         "elapsed_seconds": int(elapsed),
     }
@@ -800,10 +933,15 @@ def main():
     made = plots(res)
     Report(res).write(made)
     # The headline, for the terminal.
-    head, rows = Report(res).summary_rows()
-    print("| " + " | ".join(head) + " |")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    if res.has("rr") or res.has("up") or res.has("connrate"):
+        head, rows = Report(res).summary_rows()
+        print("| " + " | ".join(head) + " |")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    if res.has("http-"):
+        rep = Report(res)
+        rep.http_summary()
+        print("\n".join(rep.out[4:]))
 
 
 if __name__ == "__main__":

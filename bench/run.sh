@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (about 10 minutes) or `make bench QUICK=1` (under a minute).
+# The benchmark: `make bench` (about 10 minutes, and roughly 17 more for the http phase) or
+# `make bench QUICK=1` (about two minutes, half of it the http phase).
 #
 # Nine variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
 # direct-tcp (the same backend on a TCP socket, no proxy: the floor for TCP clients), sockredir
@@ -13,6 +14,16 @@
 # that many concurrent connections while the proxy's fds and memory are read. A proxy is started
 # fresh for each variant in a round and for each scale level, so memory figures start from idle.
 #
+# The http phase puts real HTTP in front of the proxies: wrk, through each proxy, against nginx
+# and caddy serving files on a Unix socket (bench/peers/http-*), in three shapes: chatty
+# (keep-alive, a 3-byte file), bulk (a 1 MiB file) and a new connection per request (the 3-byte
+# file with "Connection: close"). The baseline is the same server on TCP with no proxy (the
+# direct-tcp variant's row; direct is left out, since wrk speaks TCP only). Before each proxy is
+# measured, curl fetches both files through it and cmp compares them with the originals; a wrong
+# byte, a socket error or a non-2xx response in any wrk run fails the whole run (after the
+# report is written). Each wrk run is wrapped in `perf stat -a`, for the machine's CPU time and
+# context switches per request.
+#
 # Output: $BENCH_RESULTS, by default bench/results/<date>[-quick]/:
 #   raw.jsonl          one line per measurement, as bench-client printed it, with round, variant
 #   raw/hist/          latency histograms (ns,count) per round, variant and test, gzipped
@@ -23,8 +34,10 @@
 #
 # Settings (environment): QUICK=1, ROUNDS, RR_SECONDS, RR_SIZES, BULK, CONNRATE_SECONDS,
 # SCALE_LEVELS, SCALE_SECONDS, STALL, SCALE_STALL, VARIANTS (names, space-separated), PHASES
-# ("main scale"; for development), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for
-# the -base variants).
+# ("main scale http"; PHASES=http for that phase alone), HTTP_SECONDS (per wrk run, whole
+# seconds), HTTP_CONNS (wrk's connections per shape, "chatty=1,50,500 bulk=10 close=20"),
+# HTTP_SERVERS ("nginx caddy"), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the
+# -base variants).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,9 +57,11 @@ esac
 if [ -n "$QUICK" ]; then
 	: "${ROUNDS:=1}" "${RR_SECONDS:=0.3}" "${BULK:=256M}" "${CONNRATE_SECONDS:=0.3}"
 	: "${SCALE_LEVELS:=100 1000}" "${SCALE_SECONDS:=0.3}"
+	: "${HTTP_SECONDS:=1}" "${HTTP_CONNS:=chatty=50 bulk=10 close=20}"
 else
 	: "${ROUNDS:=5}" "${RR_SECONDS:=1}" "${BULK:=1G}" "${CONNRATE_SECONDS:=1}"
 	: "${SCALE_LEVELS:=100 1000 10000}" "${SCALE_SECONDS:=1}"
+	: "${HTTP_SECONDS:=2}" "${HTTP_CONNS:=chatty=1,50,500 bulk=10 close=20}"
 fi
 : "${RR_SIZES:=1 64 4096 65536}"
 # Seconds without progress before a measurement is called failed. At a scale level, a proxy
@@ -55,11 +70,23 @@ fi
 # long.
 : "${STALL:=5}" "${SCALE_STALL:=3}"
 : "${VARIANTS:=${ALL_VARIANTS[*]}}"
-: "${PHASES:=main scale}"
+: "${PHASES:=main scale http}"
+: "${HTTP_SERVERS:=nginx caddy}"
 CONNRATE_PROCS=2
 SCALE_PROCS=2
 export ROUNDS RR_SECONDS RR_SIZES BULK CONNRATE_SECONDS SCALE_LEVELS SCALE_SECONDS STALL \
-	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS
+	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS PHASES HTTP_SECONDS HTTP_CONNS HTTP_SERVERS
+
+# The http phase's shapes, in order: the file each one fetches, and the server's TCP port for the
+# no-proxy baseline (the proxies' ports are in bench/peers/variants.sh).
+HTTP_SHAPES=(chatty bulk close)
+declare -A HTTP_PATH=([chatty]=/s [bulk]=/b [close]=/s)
+declare -A HTTP_PORT=([nginx]=9201 [caddy]=9202)
+declare -A HTTP_LEVELS=()
+
+has_phase() { # PHASE: is it in $PHASES?
+	[[ " $PHASES " == *" $1 "* ]]
+}
 
 die() {
 	echo "bench: $*" >&2
@@ -93,6 +120,39 @@ preflight() {
 		*-base) [ -x "${SOCKREDIR_BASE:-}" ] ||
 			die "variant $v runs \$SOCKREDIR_BASE, which is not an executable" ;;
 		esac
+	done
+	for v in $PHASES; do
+		case $v in
+		main | scale | http) ;;
+		*) die "unknown phase '$v' (known: main scale http)" ;;
+		esac
+	done
+	! has_phase http || http_settings
+}
+
+# Check the http phase's settings and tools; fill HTTP_LEVELS (shape -> connection counts).
+http_settings() {
+	local c item shape n
+	for c in wrk curl cmp perf $HTTP_SERVERS; do
+		command -v "$c" >/dev/null 2>&1 || die "the http phase needs '$c' (make deps-bench)"
+	done
+	for c in $HTTP_SERVERS; do
+		[ -n "${HTTP_PORT[$c]:-}" ] || die "unknown HTTP server '$c' (known: nginx caddy)"
+	done
+	[[ $HTTP_SECONDS =~ ^[1-9][0-9]*$ ]] ||
+		die "HTTP_SECONDS must be a whole number of seconds (wrk's -d), not '$HTTP_SECONDS'"
+	for item in $HTTP_CONNS; do
+		shape=${item%%=*}
+		if [[ " ${HTTP_SHAPES[*]} " != *" $shape "* ]] || [ "$item" = "$shape" ]; then
+			die "HTTP_CONNS: '$item' is not SHAPE=N[,N...] with SHAPE one of ${HTTP_SHAPES[*]}"
+		fi
+		HTTP_LEVELS[$shape]=${item#*=}
+		HTTP_LEVELS[$shape]=${HTTP_LEVELS[$shape]//,/ }
+		for n in ${HTTP_LEVELS[$shape]}; do
+			if ! [[ $n =~ ^[1-9][0-9]{0,3}$|^10000$ ]]; then
+				die "HTTP_CONNS: '$n' in '$item' is not a count from 1 to 10000"
+			fi
+		done
 	done
 }
 
@@ -145,6 +205,8 @@ PEER_PID=""
 PEER_V=""
 CLIENT_PID=""
 PEER_N=0
+HTTP_PID=""
+HTTP_FAILURES=0
 declare -a PIN_NAMES=()
 
 alive() { # PID: running, and not a zombie
@@ -157,6 +219,7 @@ cleanup() {
 	trap '' INT TERM # a second signal must not cut the cleanup short
 	[ -z "$CLIENT_PID" ] || kill -TERM "$CLIENT_PID" 2>/dev/null
 	peer_stop >/dev/null 2>&1
+	http_server_stop
 	if [ -n "$BACKEND_PID" ]; then
 		kill -TERM -- "-$BACKEND_PID" 2>/dev/null
 		wait "$BACKEND_PID" 2>/dev/null
@@ -196,10 +259,20 @@ stop_backend() {
 	BACKEND_PID=""
 }
 
-# peer_start VARIANT: start a fresh instance and wait until a round trip goes through it.
-# Sets ADDR and WATCH (the --watch-pid option), or PEER_REASON on failure.
+# probe_client: one 64 B round trip to $ADDR, retried for a second; else print why not.
+probe_client() {
+	local out
+	out=$("$CLIENT" --connect "$ADDR" --test probe --stall 1 2>&1) && return 0
+	json_field reason "$out"
+	return 1
+}
+
+# peer_start VARIANT [UPSTREAM PROBE]: start a fresh instance, forwarding to the Unix socket
+# UPSTREAM (bench-backend's by default), and wait until PROBE (probe_client by default) gets
+# through it. Sets ADDR and WATCH (the --watch-pid option), or PEER_REASON on failure.
 peer_start() {
-	local v=$1 out="" i
+	local v=$1 probe=${3:-probe_client} out="" i
+	UPSTREAM=${2:-$BACKEND_SOCK}
 	PEER_REASON=""
 	if [ "$v" = direct ]; then
 		ADDR=$BACKEND_SOCK
@@ -228,12 +301,12 @@ peer_start() {
 	[ "$v" != direct-tcp ] || WATCH=()
 	# The probe also makes a socket-activated proxy exec. Bounded: 10 tries of about 1 s.
 	for i in $(seq 10); do
-		if out=$("$CLIENT" --connect "$ADDR" --test probe --stall 1 2>&1); then
+		if out=$("$probe"); then
 			return 0
 		fi
 		alive "$PEER_PID" || break
 	done
-	PEER_REASON="did not start: $(json_field reason "$out"); its log: "
+	PEER_REASON="did not start: $out; its log: "
 	PEER_REASON+=$(grep -v '^#' "$PEER_LOG" | tail -n 2 | tr '\n' ' ')
 	peer_stop
 	return 1
@@ -409,9 +482,259 @@ run_scale() {
 	peer_stop
 }
 
+# ---- the http phase ----
+
+# probe_http: fetch /s through $ADDR, retried for about a second; else print why not.
+probe_http() {
+	local i out=""
+	for i in $(seq 5); do
+		out=$(curl -sS -f --max-time 1 -o /dev/null "http://$ADDR/s" 2>&1) && return 0
+		sleep 0.2
+	done
+	printf '%s' "${out:-curl failed}"
+	return 1
+}
+
+# stop_session PID: SIGTERM to its session, SIGKILL after 5 s.
+stop_session() {
+	local i
+	kill -TERM -- "-$1" 2>/dev/null || true
+	for i in $(seq 100); do
+		alive "$1" || break
+		sleep 0.05
+	done
+	kill -KILL -- "-$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# http_server_start SERVER: nginx or caddy, on the Unix socket $HTTP_SOCK and on TCP, serving
+# $T/www; wait until /s comes back on both. Sets HTTP_PID, or HTTP_REASON on failure.
+http_server_start() {
+	local srv=$1 dir=$T/http-$1 i
+	local -a cmd
+	HTTP_SOCK=$dir/http.sock
+	HTTP_REASON=""
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	case $srv in
+	nginx)
+		sed -e "s|@SOCK@|$HTTP_SOCK|g" -e "s|@PORT@|${HTTP_PORT[$srv]}|g" \
+			-e "s|@ROOT@|$T/www|g" -e "s|@DIR@|$dir|g" \
+			"$BENCH/peers/http-nginx.conf" >"$dir/nginx.conf"
+		cmd=(nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/nginx-error.log")
+		;;
+	caddy)
+		sed -e "s|@SOCK@|$HTTP_SOCK|g" -e "s|@PORT@|${HTTP_PORT[$srv]}|g" \
+			-e "s|@ROOT@|$T/www|g" -e "s|@DIR@|$dir|g" \
+			"$BENCH/peers/http-caddy.Caddyfile" >"$dir/Caddyfile"
+		# caddy keeps state under $HOME and the XDG directories: this instance's own.
+		cmd=(env HOME="$dir" XDG_DATA_HOME="$dir/data" XDG_CONFIG_HOME="$dir/config"
+			caddy run --config "$dir/Caddyfile" --adapter caddyfile)
+		;;
+	esac
+	HTTP_LOG=$LOGS/r$ROUND-http-$srv-server.log
+	echo "# ${cmd[*]}" >"$HTTP_LOG"
+	setsid "${cmd[@]}" </dev/null >>"$HTTP_LOG" 2>&1 &
+	HTTP_PID=$!
+	# Bounded: 50 tries, each refused at once or given up after 1 s.
+	for i in $(seq 50); do
+		if curl -sf --max-time 1 -o /dev/null --unix-socket "$HTTP_SOCK" http://localhost/s &&
+			curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:${HTTP_PORT[$srv]}/s"; then
+			return 0
+		fi
+		alive "$HTTP_PID" || break
+		sleep 0.1
+	done
+	HTTP_REASON="$srv did not start; its log: $(grep -v '^#' "$HTTP_LOG" | tail -n 2 |
+		tr '\n' ' ')"
+	http_server_stop
+	return 1
+}
+
+http_server_stop() {
+	[ -n "$HTTP_PID" ] || return 0
+	stop_session "$HTTP_PID"
+	HTTP_PID=""
+}
+
+# http_failed SERVER SHAPE CONNS REASON: a failed measurement, which fails the run at its end.
+http_failed() {
+	local size
+	size=$(stat -c %s "$T/www${HTTP_PATH[$2]}")
+	record "$(printf '{"test":"http-%s","size":%s,"conns":%s,"server":"%s","status":"failed","reason":"%s"}' \
+		"$2" "$size" "$3" "$1" "$(json_escape "$4")")"
+	printf '  %-14s %-6s %-7s x%-4s FAILED: %s\n' "$V" "$1" "$2" "$3" "$4"
+	HTTP_FAILURES=$((HTTP_FAILURES + 1))
+}
+
+http_failed_all() { # SERVER REASON: every shape and count of this variant failed
+	local shape c
+	for shape in "${HTTP_SHAPES[@]}"; do
+		for c in ${HTTP_LEVELS[$shape]:-}; do http_failed "$1" "$shape" "$c" "$2"; done
+	done
+}
+
+# http_verify: fetch /s and /b through $ADDR once and compare them with the files byte for
+# byte. Prints why not, if not.
+http_verify() {
+	local f out
+	for f in s b; do
+		rm -f "$T/got-$f"
+		if ! out=$(curl -sS -f --max-time 10 -o "$T/got-$f" "http://$ADDR/$f" 2>&1); then
+			printf 'curl of /%s through it failed: %s' "$f" "$out"
+			return 1
+		fi
+		if ! out=$(cmp "$T/got-$f" "$T/www/$f" 2>&1); then
+			printf '/%s through it differs from the file: %s' "$f" "$out"
+			return 1
+		fi
+	done
+}
+
+# http_parse WRK-OUTPUT PERF-CSV BODY-BYTES: on the first line why the run doesn't count (empty
+# when it does), on the second the JSON fields of the run, without braces.
+http_parse() {
+	awk -v body="$3" '
+	function us(t, n) { # wrk prints durations as 12.3us, 4.56ms, 1.2s, 2.00m
+		n = t + 0
+		if (t ~ /us$/) return n
+		if (t ~ /ms$/) return n * 1e3
+		if (t ~ /[0-9]s$/) return n * 1e6
+		if (t ~ /m$/) return n * 6e7
+		return -1
+	}
+	function num(t) { gsub(/,/, "", t); return t + 0 }
+	FILENAME == ARGV[1] && / requests in / { req = $1; secs = us(substr($4, 1, length($4) - 1)) / 1e6 }
+	FILENAME == ARGV[1] && /^ +50% / { p50 = us($2) }
+	FILENAME == ARGV[1] && /^ +90% / { p90 = us($2) }
+	FILENAME == ARGV[1] && /^ +99% / { p99 = us($2) }
+	FILENAME == ARGV[1] && /^Requests\/sec:/ { rps = $2 }
+	FILENAME == ARGV[1] && /Socket errors:/ {
+		ec = num($4); er = num($6); ew = num($8); et = num($10); sock = $0
+	}
+	FILENAME == ARGV[1] && /Non-2xx or 3xx responses:/ { bad = $NF + 0 }
+	FILENAME == ARGV[2] && /task-clock/ { split($0, f, ","); if (f[1] ~ /^[0-9.]+$/) cpu = f[1] }
+	FILENAME == ARGV[2] && /context-switches/ {
+		split($0, f, ","); if (f[1] ~ /^[0-9]+$/) cs = f[1]
+	}
+	END {
+		why = ""
+		if (req == "" || rps == "" || p99 == "") why = "no result from wrk"
+		else if (req == 0) why = "no request completed"
+		else if (sock != "") why = "wrk: " substr(sock, 3)
+		else if (bad) why = "wrk: " bad " responses that were not 2xx or 3xx"
+		else if (cpu == "" || cs == "") why = "no figures from perf stat"
+		if (req == "") req = 0
+		print why
+		printf "\"requests\":%d,\"seconds\":%.3f,\"rps\":%s,", req, secs, rps == "" ? 0 : rps
+		printf "\"p50_us\":%s,\"p90_us\":%s,\"p99_us\":%s,", p50 == "" ? "null" : p50,
+			p90 == "" ? "null" : p90, p99 == "" ? "null" : p99
+		printf "\"err_connect\":%d,\"err_read\":%d,\"err_write\":%d,\"err_timeout\":%d,", ec,
+			er, ew, et
+		printf "\"non2xx\":%d,\"cpu_ms\":%s,\"ctxt\":%s", bad, cpu == "" ? "null" : cpu,
+			cs == "" ? "null" : cs
+		if (req > 0 && cpu != "" && cs != "")
+			printf ",\"cpu_us_per_req\":%.4f,\"ctxt_per_req\":%.4f", cpu * 1e3 / req,
+				cs / req
+		if (body >= 1048576 && rps != "")
+			printf ",\"gib_s\":%.4f", rps * body / 1073741824
+		printf "\n"
+	}' "$1" "$2"
+}
+
+# http_measure SERVER SHAPE CONNS: one wrk run through $ADDR inside `perf stat -a`.
+http_measure() {
+	local srv=$1 shape=$2 conns=$3 size threads rc=0 parsed fields why shown start=$SECONDS
+	local -a hdr=()
+	size=$(stat -c %s "$T/www${HTTP_PATH[$shape]}")
+	threads=$((conns < NCPU ? conns : NCPU))
+	[ "$shape" != close ] || hdr=(-H "Connection: close")
+	rm -f "$T/wrk.out" "$T/perf.out"
+	# In the background, as measure() does, so that a signal's trap runs at once.
+	timeout -k 5 $((HTTP_SECONDS + 30)) perf stat -a -e task-clock,context-switches -x, \
+		-o "$T/perf.out" -- wrk -t "$threads" -c "$conns" -d "${HTTP_SECONDS}s" --timeout 5s \
+		--latency "${hdr[@]}" "http://$ADDR${HTTP_PATH[$shape]}" >"$T/wrk.out" 2>&1 &
+	CLIENT_PID=$!
+	wait "$CLIENT_PID" || rc=$?
+	CLIENT_PID=""
+	{
+		echo "# round $ROUND, $V, $srv, $shape x$conns"
+		cat "$T/wrk.out"
+	} >>"$LOGS/wrk.log"
+	touch "$T/perf.out"
+	parsed=$(http_parse "$T/wrk.out" "$T/perf.out" "$size")
+	why=${parsed%%$'\n'*}
+	fields=${parsed#*$'\n'}
+	if [ "$rc" != 0 ]; then
+		why="wrk exited with status $rc: $(grep -v '^#' "$T/wrk.out" | tail -n 1)"
+	fi
+	if [ -n "$why" ]; then
+		[ -z "$PEER_PID" ] || why+=". The proxy's log: $(peer_diagnose)"
+		record "$(printf '{"test":"http-%s","size":%s,"conns":%s,"server":"%s","status":"failed","reason":"%s",%s}' \
+			"$shape" "$size" "$conns" "$srv" "$(json_escape "$why")" "$fields")"
+		printf '  %-14s %-6s %-7s x%-4s FAILED: %s\n' "$V" "$srv" "$shape" "$conns" "$why"
+		HTTP_FAILURES=$((HTTP_FAILURES + 1))
+		return 0
+	fi
+	record "$(printf '{"test":"http-%s","size":%s,"conns":%s,"server":"%s","status":"ok","verified":true,%s}' \
+		"$shape" "$size" "$conns" "$srv" "$fields")"
+	if [ "$shape" = bulk ]; then
+		shown="$(json_field gib_s "{$fields}") GiB/s"
+	else
+		shown="$(json_field rps "{$fields}") req/s"
+	fi
+	printf '  %-14s %-6s %-7s x%-4s %3ds  %s, p50 %s us, p99 %s us, %s us CPU/req\n' "$V" \
+		"$srv" "$shape" "$conns" $((SECONDS - start)) "$shown" \
+		"$(json_field p50_us "{$fields}")" "$(json_field p99_us "{$fields}")" \
+		"$(json_field cpu_us_per_req "{$fields}")"
+}
+
+# One variant in front of one HTTP server: every shape at every connection count. direct-tcp
+# is the server's own TCP listener, with no proxy.
+run_http() {
+	local srv=$2 shape c why
+	V=$1
+	PHASE=http-$srv
+	if [ "$V" = direct-tcp ]; then
+		ADDR=127.0.0.1:${HTTP_PORT[$srv]}
+	elif ! peer_start "$V" "$HTTP_SOCK" probe_http; then
+		http_failed_all "$srv" "$PEER_REASON"
+		return 0
+	fi
+	if ! why=$(http_verify); then
+		http_failed_all "$srv" "$why"
+		peer_stop
+		return 0
+	fi
+	for shape in "${HTTP_SHAPES[@]}"; do
+		for c in ${HTTP_LEVELS[$shape]:-}; do http_measure "$srv" "$shape" "$c"; done
+	done
+	peer_stop
+}
+
+# One round of the http phase against one server, started fresh for it: VARIANTS in this
+# round's order. direct has no TCP listener for wrk, so it has no part here.
+run_http_server() {
+	local srv=$1 v
+	shift
+	PHASE=http-$srv
+	if ! http_server_start "$srv"; then
+		for v in "$@"; do
+			V=$v
+			[ "$v" = direct ] || http_failed_all "$srv" "$HTTP_REASON"
+		done
+		return 0
+	fi
+	for v in "$@"; do
+		[ "$v" = direct ] || run_http "$v" "$srv"
+	done
+	http_server_stop
+}
+
 main() {
-	local order this r i v level n
+	local order this r i v level n srv
 	BULK_BYTES=$(numfmt --from=iec "$BULK")
+	NCPU=$(nproc)
 	export BULK_BYTES
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
@@ -422,11 +745,20 @@ main() {
 	: >"$RAW"
 	: >"$SRLOG"
 	say "results in $RESULTS"
-	say "$ROUNDS round(s); RR ${RR_SECONDS}s per size ($RR_SIZES B); bulk $BULK;" \
-		"scale levels $SCALE_LEVELS"
+	say "phases $PHASES; $ROUNDS round(s); RR ${RR_SECONDS}s per size ($RR_SIZES B); bulk $BULK;" \
+		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run ($HTTP_CONNS; $HTTP_SERVERS)"
 	ROUND=0
 	PHASE=setup
-	start_backend
+	if has_phase main || has_phase scale; then
+		start_backend
+	fi
+	if has_phase http; then
+		http_settings
+		# The files the HTTP servers serve: 3 bytes, and 1 MiB that no pattern can fake.
+		mkdir -p "$T/www"
+		printf 'ok\n' >"$T/www/s"
+		head -c 1048576 /dev/urandom >"$T/www/b"
+	fi
 
 	read -r -a order <<<"$VARIANTS"
 	n=${#order[@]}
@@ -435,25 +767,36 @@ main() {
 		# Rotate the order each round, so that no variant always runs first or last.
 		this=()
 		for ((i = 0; i < n; i++)); do this+=("${order[$(((i + r - 1) % n))]}"); done
-		if [[ " $PHASES " == *" main "* ]]; then
+		if has_phase main; then
 			say "round $r of $ROUNDS: single-connection tests (${this[*]})"
 			for v in "${this[@]}"; do run_main "$v"; done
 		fi
-		[[ " $PHASES " == *" scale "* ]] || continue
-		for level in $SCALE_LEVELS; do
-			say "round $r of $ROUNDS: $level connections"
-			for v in "${this[@]}"; do run_scale "$v" "$level"; done
-		done
+		if has_phase scale; then
+			for level in $SCALE_LEVELS; do
+				say "round $r of $ROUNDS: $level connections"
+				for v in "${this[@]}"; do run_scale "$v" "$level"; done
+			done
+		fi
+		if has_phase http; then
+			for srv in $HTTP_SERVERS; do
+				say "round $r of $ROUNDS: http through each proxy to $srv"
+				run_http_server "$srv" "${this[@]}"
+			done
+		fi
 	done
 	PHASE=finished
-	stop_backend
-	grep -h 'errors' "$LOGS/backend.log" | sed 's/^/# /' || true
+	if [ -n "$BACKEND_PID" ]; then
+		stop_backend
+		grep -h 'errors' "$LOGS/backend.log" | sed 's/^/# /' || true
+	fi
 	say "writing the report"
 	python3 "$BENCH/report.py" --meta "$RESULTS" "$SECONDS" "$([ -n "$QUICK" ] && echo 1)"
 	python3 "$BENCH/report.py" "$RESULTS"
 	# The histograms are what a CDF can be redrawn from; compressed they are a quarter the size.
 	gzip -9f "$RESULTS"/raw/hist/*.csv 2>/dev/null || true
 	say "done: $RESULTS/results.md"
+	[ "$HTTP_FAILURES" = 0 ] ||
+		die "$HTTP_FAILURES http measurement(s) failed; each one fails the run (see results.md)"
 }
 
 main "$@"

@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # The benchmark as a smoke test: `bench/run.sh` with QUICK=1 must run every variant, every echo
-# and every bulk byte must have come back right, and the report and plots must be written.
+# and every bulk byte must have come back right, and the report and plots must be written. In the
+# http phase, every proxy must have passed curl's byte-for-byte check and every wrk run must have
+# had no socket error and no 4xx/5xx response (run.sh fails the run otherwise; checked here too).
 # How fast anything was is not checked.
 set -euo pipefail
 
@@ -30,10 +32,12 @@ cleanup() {
 check_prereqs() {
 	local c b
 	[ "$(id -u)" = 0 ] || skip "needs root: network namespaces, BPF and pins"
-	for c in unshare ip ss setsid timeout systemd-socket-activate python3 gnuplot haproxy nginx socat; do
-		command -v "$c" >/dev/null 2>&1 || skip "needs '$c' (run 'make deps' as root)"
+	for c in unshare ip ss setsid timeout systemd-socket-activate python3 gnuplot haproxy nginx socat \
+		wrk caddy curl perf; do
+		# `make test` installs them all (deps-test): a missing one is a broken machine.
+		command -v "$c" >/dev/null 2>&1 || fail "needs '$c' (run 'make deps' as root)"
 	done
-	[ -x /lib/systemd/systemd-socket-proxyd ] || skip "needs /lib/systemd/systemd-socket-proxyd"
+	[ -x /lib/systemd/systemd-socket-proxyd ] || fail "needs /lib/systemd/systemd-socket-proxyd"
 	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || skip "needs libnginx-mod-stream"
 	for b in sockredir bench-client bench-backend; do
 		[ -x "$OUT/$b" ] || skip "$OUT/$b is not built (make all $OUT/bench-client $OUT/bench-backend)"
@@ -71,6 +75,24 @@ check_results() {
 		        why = x.get("reason", "")
 		        if "wrong byte" in why or "differs" in why:
 		            bad.append("%s: WRONG BYTES: %s" % (v, why))
+		if "http" in s.get("phases", []):
+		    shapes = [(i.split("=")[0], int(c)) for i in s["http_conns"].split()
+		              for c in i.split("=")[1].split(",")]
+		    for v in s["variants"]:
+		        if v == "direct":
+		            continue
+		        got = {(x["test"], x["server"], int(x["conns"])): x for x in rows
+		               if x["variant"] == v and x.get("server")}
+		        for srv in s["http_servers"].split():
+		            for shape, c in shapes:
+		                x = got.get(("http-" + shape, srv, c))
+		                what = "%s: http %s %s x%d" % (v, srv, shape, c)
+		                if x is None:
+		                    bad.append("%s did not run" % what)
+		                elif x["status"] != "ok" or not x.get("verified"):
+		                    bad.append("%s failed: %s" % (what, x.get("reason", "no reason")))
+		                elif x["err_connect"] + x["err_read"] + x["err_write"] + x["err_timeout"] + x["non2xx"]:
+		                    bad.append("%s: ok with errors: %s" % (what, x))
 		checked = sum(int(x.get("verified_bytes", 0)) for x in rows)
 		print("# %d measurements, %d variants, %d bytes checked" % (len(rows), len(s["variants"]), checked))
 		for b in bad:

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash disable=SC2034 # the names are used by run.sh, which sources this
 # How bench/run.sh starts each variant: sourced by it, not run. Every variant listens on
-# 127.0.0.1:PORT (in run.sh's private network namespace) and forwards to the one backend at
-# $BACKEND_SOCK. Each command runs in the foreground; run.sh puts it in its own session so that
-# stopping it reaches every child (nginx workers, socat's per-connection processes).
+# 127.0.0.1:PORT (in run.sh's private network namespace) and forwards to the Unix socket
+# $UPSTREAM: bench-backend's ($BACKEND_SOCK) in the main and scale phases, nginx's or caddy's in
+# the http phase (run.sh's peer_start sets it). Each command runs in the foreground; run.sh puts
+# it in its own session so that stopping it reaches every child (nginx workers, socat's
+# per-connection processes).
 
 # The order of the table and of the plots; direct is the limit every ratio is taken against.
 # sr-bpf-1w (one worker) is for experiments: VARIANTS="direct sr-bpf sr-bpf-1w". The -base
@@ -38,11 +40,12 @@ declare -A VARIANT_PORT=(
 sockredir_cmd() { # MODE-OPTIONS...
 	CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
 		"${SR_BIN:-$SOCKREDIR}" --name "$PIN_NAME" --workers auto "$@" --drain-timeout 2s \
-		"$BACKEND_SOCK")
+		"$UPSTREAM")
 }
 
 # variant_cmd VARIANT: set the array CMD to the command line for VARIANT. The caller sets
-# $PORT, $DIR (a scratch directory for this instance) and $PIN_NAME.
+# $PORT, $DIR (a scratch directory for this instance), $PIN_NAME and $UPSTREAM. direct-tcp is
+# bench-backend itself; the http phase doesn't start it (its servers listen on TCP themselves).
 variant_cmd() {
 	case $1 in
 	direct-tcp)
@@ -60,22 +63,22 @@ variant_cmd() {
 		# The default --connections-max is 256, which would fail every scale level above
 		# it; 10,000 is the highest level measured.
 		CMD=(systemd-socket-activate -l "127.0.0.1:$PORT"
-			/lib/systemd/systemd-socket-proxyd --connections-max=10000 "$BACKEND_SOCK")
+			/lib/systemd/systemd-socket-proxyd --connections-max=10000 "$UPSTREAM")
 		;;
 	socat)
 		# One process per connection (fork); a 64 KiB transfer buffer instead of 8 KiB,
 		# TCP_NODELAY like the others, and a listen backlog like the others'.
 		CMD=(socat -b 65536
 			"TCP-LISTEN:$PORT,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=4096"
-			"UNIX-CONNECT:$BACKEND_SOCK")
+			"UNIX-CONNECT:$UPSTREAM")
 		;;
 	haproxy)
-		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" -e "s|@DIR@|$DIR|g" \
+		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$UPSTREAM|g" -e "s|@DIR@|$DIR|g" \
 			"$BENCH/peers/haproxy.cfg" >"$DIR/haproxy.cfg"
 		CMD=(haproxy -db -f "$DIR/haproxy.cfg")
 		;;
 	nginx)
-		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$BACKEND_SOCK|g" -e "s|@DIR@|$DIR|g" \
+		sed -e "s|@PORT@|$PORT|g" -e "s|@BACKEND@|$UPSTREAM|g" -e "s|@DIR@|$DIR|g" \
 			"$BENCH/peers/nginx.conf" >"$DIR/nginx.conf"
 		CMD=(nginx -p "$DIR/" -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log")
 		;;
