@@ -293,7 +293,13 @@ peer_start() {
 	fi
 	PEER_LOG=$LOGS/r$ROUND-$PHASE-$v.log
 	echo "# ${CMD[*]}" >"$PEER_LOG"
-	setsid "${CMD[@]}" </dev/null >>"$PEER_LOG" 2>&1 &
+	# SIGPIPE ignored, as systemd starts every service (IgnoreSIGPIPE=yes): systemd-socket-proxyd
+	# doesn't ignore it itself, and died silently in one run when wrk closed connections with a
+	# reply still being spliced to them. The exec keeps the pid.
+	(
+		trap '' PIPE
+		exec setsid "${CMD[@]}" </dev/null >>"$PEER_LOG" 2>&1
+	) &
 	PEER_PID=$!
 	ADDR=127.0.0.1:$PORT
 	WATCH=(--watch-pid "$PEER_PID")
