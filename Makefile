@@ -30,14 +30,20 @@ PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	      -I$(OUTPUT) -I$(dir $(VMLINUX_H)) -Ibpf
 CFLAGS     ?= -O2 -g
+# The ABI between the BPF object and the user side, as one 64-bit number: the first 16 hex digits
+# of the sha256 of bpf/sockredir.h, so that it changes exactly when that header does. A restarted
+# sockredir must adopt the maps of the previous instance (systemd's fd store) only under the same
+# ABI: the loader compares map types and sizes, not what the bytes in them mean.
+SR_BPF_ABI := 0x$(shell sha256sum bpf/sockredir.h | cut -c1-16)ULL
 USER_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror -MMD -MP \
-	       -DSR_VERSION='"$(VERSION)"' -I$(OUTPUT) -Ibpf $(PKG_CFLAGS)
+	       -DSR_VERSION='"$(VERSION)"' -DSR_BPF_ABI=$(SR_BPF_ABI) -I$(OUTPUT) -Ibpf $(PKG_CFLAGS)
 
 USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS))
 BENCH_PROGS := $(patsubst bench/%.c,$(OUTPUT)/bench-%,$(wildcard bench/*.c))
 TEST_PROGS := $(OUTPUT)/srpeer $(OUTPUT)/test-address $(OUTPUT)/test-metrics \
-	      $(OUTPUT)/test-metrics-http $(OUTPUT)/test-peek $(OUTPUT)/test-proxy-protocol $(BENCH_PROGS)
+	      $(OUTPUT)/test-metrics-http $(OUTPUT)/test-peek $(OUTPUT)/test-proxy-protocol \
+	      $(OUTPUT)/test-bpf-reuse $(BENCH_PROGS)
 
 # Debian packages: to build; for the demo (tests/demo.sh: systemd-socket-activate, ss, curl, and
 # bpftool from DEPS_BUILD); to test; to benchmark; for the tests that boot systemd under nspawn; and
@@ -92,6 +98,10 @@ $(OUTPUT)/sockredir.skel.h: $(OUTPUT)/sockredir.bpf.o
 
 # Only the loader includes the skeleton.
 $(OUTPUT)/user/bpf-loader.o: $(OUTPUT)/sockredir.skel.h
+# Every object is built with -DSR_BPF_ABI, a hash of bpf/sockredir.h: -MMD makes only those that
+# include the header depend on it, so make them all depend on it, or one that doesn't would keep
+# a stale value.
+$(USER_OBJS) $(OUTPUT)/user/main.o: bpf/sockredir.h
 
 $(OUTPUT)/user/%.o: user/%.c | $(OUTPUT)/user
 	$(call msg,CC,$@)
@@ -135,6 +145,12 @@ $(OUTPUT)/test-peek: tests/test-peek.c $(OUTPUT)/user/peek.o | $(OUTPUT)
 $(OUTPUT)/test-proxy-protocol: tests/test-proxy-protocol.c $(OUTPUT)/user/proxy-protocol.o | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $^ -o $@
+
+# A second bpf_state adopting the maps of a first, as across a restart (tests/t-bpf-reuse.sh).
+$(OUTPUT)/test-bpf-reuse: tests/test-bpf-reuse.c tests/check.h $(OUTPUT)/user/bpf-loader.o \
+			  $(OUTPUT)/user/log.o | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(USER_CFLAGS) $(filter-out %.h,$^) $(PKG_LIBS) -o $@
 
 # Install the missing Debian packages among DEPS when root; otherwise say what to run. Each goal
 # installs only what it needs; `make deps` installs everything.

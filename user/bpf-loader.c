@@ -22,6 +22,13 @@
 #endif
 #define BPF_FS_ROOT "/sys/fs/bpf"
 
+#ifndef SR_BPF_ABI
+#error "SR_BPF_ABI is not defined: the Makefile passes it, a hash of bpf/sockredir.h"
+#endif
+
+/* Room for what bpf_state_fds() hands out: every map (5 today), and the verdict program. */
+#define STORE_MAX 8
+
 struct bpf_state {
 	struct sockredir *skel;
 	char *pin_path;
@@ -30,7 +37,16 @@ struct bpf_state {
 	int fd_verdict, fd_targets, fd_peers, fd_kstats, fd_probe;
 	struct sr_proxy_stats *proxy_stats;
 	size_t proxy_stats_size;
+	/* For bpf_state_fds(): fds and names owned by skel. */
+	int store_fds[STORE_MAX];
+	const char *store_names[STORE_MAX];
+	size_t n_store;
 };
+
+uint64_t bpf_abi(void)
+{
+	return SR_BPF_ABI;
+}
 
 /* Everything that gets pinned, by its bpftool name. */
 static const char *const pin_names[] = {
@@ -177,10 +193,90 @@ struct bpf_state *bpf_state_free(struct bpf_state *s)
 	return NULL;
 }
 
+/*
+ * Whether fd is this map of an earlier instance, made by the same build with the same
+ * --map-entries. bpf_map__reuse_fd() compares nothing: it copies type, sizes, flags and
+ * max_entries from the fd over what the object declares (libbpf 1.1 compares only maps it reuses
+ * through a pin path, in map_is_reuse_compat()). A mismatch that reached load would be a
+ * verifier error at best, and another max_entries none at all. The name counts too: sr_verdict
+ * and sr_targets have the same shape, and swapping them would attach the verdict to the wrong
+ * map.
+ */
+static int map_fits(struct bpf_map *map, int fd, const char **ret_what)
+{
+	const char *name = bpf_map__name(map);
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		*ret_what = "adopt the maps of the previous instance (an fd is no BPF map)";
+		return log_debug_errno(errno, "Failed to read the map info of %s, fd %d: %m", name,
+				       fd);
+	}
+	log_debug("Adopting %s: fd %d is map %u \"%s\", type %u, key %u, value %u, flags 0x%x, "
+		  "%u entries.",
+		  name, fd, info.id, info.name, info.type, info.key_size, info.value_size,
+		  info.map_flags, info.max_entries);
+	if (strncmp(info.name, name, BPF_OBJ_NAME_LEN - 1) != 0 ||
+	    info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+	    info.value_size != bpf_map__value_size(map) ||
+	    info.map_flags != bpf_map__map_flags(map)) {
+		*ret_what =
+			"adopt the maps of the previous instance (another map, or another build "
+			"of sockredir: name, type, sizes or flags differ)";
+		return log_debug_errno(EINVAL,
+				       "Map %s: want that name, type %u, key %u, value %u, flags "
+				       "0x%x.",
+				       name, bpf_map__type(map), bpf_map__key_size(map),
+				       bpf_map__value_size(map), bpf_map__map_flags(map));
+	}
+	if (info.max_entries != bpf_map__max_entries(map)) {
+		*ret_what = "adopt the maps of the previous instance (it ran with another "
+			    "--map-entries)";
+		return log_debug_errno(EINVAL, "Map %s has %u entries, want %u.", name,
+				       info.max_entries, bpf_map__max_entries(map));
+	}
+	return 0;
+}
+
+/* Point every map of the object at the map of an earlier instance, before load. */
+static int adopt_maps(struct bpf_state *s, const struct bpf_load_options *o, const char **ret_what)
+{
+	struct bpf_object *obj = s->skel->obj;
+	int r;
+
+	for (struct bpf_map *map = bpf_object__next_map(obj, NULL); map;
+	     map = bpf_object__next_map(obj, map)) {
+		const char *name = bpf_map__name(map);
+		int fd = -EBADF;
+
+		for (size_t i = 0; i < o->n_reuse && fd < 0; i++)
+			if (streq(o->reuse_names[i], name))
+				fd = o->reuse_fds[i];
+		if (fd < 0) {
+			*ret_what = "adopt the maps of the previous instance (one is missing)";
+			return log_debug_errno(ENOENT, "No fd given for map %s.", name);
+		}
+
+		r = map_fits(map, fd, ret_what);
+		if (r < 0)
+			return r;
+
+		/* libbpf keeps a duplicate, and at load neither creates nor fills this map. */
+		r = bpf_map__reuse_fd(map, fd);
+		if (r < 0) {
+			*ret_what = "adopt the maps of the previous instance";
+			return log_debug_errno(r, "Failed to reuse fd %d for map %s: %m", fd, name);
+		}
+	}
+	return 0;
+}
+
 int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, const char **ret_what)
 {
 	_cleanup_(bpf_state_freep) struct bpf_state *s = NULL;
 	const char *what = "open the BPF object";
+	struct bpf_map *map;
 	void *mem;
 	long page;
 	int r;
@@ -208,6 +304,12 @@ int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, con
 	if (r < 0)
 		goto fail;
 
+	if (o->n_reuse > 0) {
+		r = adopt_maps(s, o, &what);
+		if (r < 0)
+			goto fail;
+	}
+
 	what = "load the BPF programs";
 	r = sockredir__load(s->skel);
 	if (r < 0)
@@ -222,7 +324,10 @@ int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, con
 	/*
 	 * libbpf 1.1's skeleton attach leaves sk_skb programs alone, and it has no
 	 * bpf_program__attach_sockmap(): attach the verdict to the map by hand. It stays attached
-	 * as long as the map exists.
+	 * as long as the map has a user (an fd or a pin). On an adopted map this replaces the
+	 * earlier instance's program (sock_map_prog_update() -> psock_set_prog(), a plain xchg
+	 * unless a bpf_link holds the slot) for sockets inserted from now on; each socket already
+	 * in the map keeps the program its psock took at insert.
 	 */
 	what = "attach the verdict program to " SR_MAP_VERDICT;
 	if (bpf_prog_attach(bpf_program__fd(s->skel->progs.sr_redirect), s->fd_verdict,
@@ -250,6 +355,23 @@ int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, con
 	if (r == -EOPNOTSUPP)
 		goto fail;
 
+	/*
+	 * For bpf_state_fds(): every map of the object, taken from the object so that a map added
+	 * to it later is stored (and so required on adoption) too, and the verdict program.
+	 */
+	what = "list the maps to keep across a restart";
+	for (map = bpf_object__next_map(s->skel->obj, NULL); map;
+	     map = bpf_object__next_map(s->skel->obj, map)) {
+		if (s->n_store >= STORE_MAX - 1) {
+			r = -E2BIG;
+			goto fail;
+		}
+		s->store_names[s->n_store] = bpf_map__name(map);
+		s->store_fds[s->n_store++] = bpf_map__fd(map);
+	}
+	s->store_names[s->n_store] = SR_PROG_VERDICT;
+	s->store_fds[s->n_store++] = bpf_program__fd(s->skel->progs.sr_redirect);
+
 	r = pin_all(s, &what);
 	if (r < 0)
 		goto fail;
@@ -262,6 +384,17 @@ fail:
 	if (ret_what)
 		*ret_what = what;
 	return log_debug_errno(r, "Failed to %s: %m", what);
+}
+
+int bpf_state_fds(struct bpf_state *s, const int **ret_fds, const char *const **ret_names,
+		  size_t *ret_n)
+{
+	if (!s || s->n_store == 0)
+		return -EINVAL;
+	*ret_fds = s->store_fds;
+	*ret_names = s->store_names;
+	*ret_n = s->n_store;
+	return 0;
 }
 
 struct sr_proxy_stats *bpf_state_proxy_stats(struct bpf_state *s)

@@ -11,9 +11,27 @@
 
 struct bpf_state;
 
+/*
+ * The ABI of bpf/sockredir.h (keys, values, counters) as one number: the Makefile passes it to
+ * every object as -DSR_BPF_ABI, the first 16 hex digits of the header's sha256. Maps of an
+ * earlier instance are safe to adopt only under the same ABI: the loader checks their type,
+ * sizes, flags and max_entries, but a value whose fields moved keeps its size.
+ */
+uint64_t bpf_abi(void);
+
 struct bpf_load_options {
 	const char *pin_path;
 	uint32_t map_entries;
+	/*
+	 * Maps of an earlier instance to adopt instead of creating new ones, by bpftool name
+	 * (SR_MAP_*), e.g. from systemd's fd store after a restart. NULL/0: create. Every map of
+	 * the object must be given, or -ENOENT; names that are no map of the object (SR_PROG_*)
+	 * are ignored, so that what bpf_state_fds() gave can be passed back whole. The fds stay
+	 * the caller's: the loader keeps duplicates. Nothing in an adopted map is reset.
+	 */
+	const int *reuse_fds;
+	const char *const *reuse_names;
+	size_t n_reuse;
 };
 
 /*
@@ -21,8 +39,20 @@ struct bpf_load_options {
  * pin_path (stale pins of a dead instance are replaced). Errors come back as negative errno,
  * logged at debug level only: the caller decides whether this is fatal (--mode bpf) or a reason
  * to fall back (--mode auto).
+ *
+ * With maps to adopt, the programs are loaded anew against them, and attaching sr_redirect to
+ * the adopted sr_verdict replaces the earlier instance's program for sockets inserted from now
+ * on; sockets already in the map keep the program they were inserted under, which uses the same
+ * maps. A map that does not fit (another build, another --map-entries, or an fd that is not
+ * that map) fails with -EINVAL and nothing is created or pinned.
  */
 int bpf_state_load(const struct bpf_load_options *o, struct bpf_state **ret, const char **ret_what);
+/*
+ * The maps and programs that must outlive the process with its connections, for systemd's fd
+ * store: *ret_n entries, names are the bpftool names. The fds stay owned by s.
+ */
+int bpf_state_fds(struct bpf_state *s, const int **ret_fds, const char *const **ret_names,
+		  size_t *ret_n);
 /* Remove the pins. Called on a clean exit; a crashed instance's pins are replaced on restart. */
 void bpf_state_unpin(struct bpf_state *s);
 struct bpf_state *bpf_state_free(struct bpf_state *s);

@@ -7,8 +7,21 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "fdstore.h"
 #include "listen.h"
 #include "log.h"
+
+static int fd_set_cloexec(int fd)
+{
+	int fl;
+
+	fl = fcntl(fd, F_GETFD);
+	if (fl < 0)
+		return negative_errno();
+	if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
+		return negative_errno();
+	return 0;
+}
 
 static int fd_set_flags(int fd)
 {
@@ -19,12 +32,7 @@ static int fd_set_flags(int fd)
 		return negative_errno();
 	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return negative_errno();
-	fl = fcntl(fd, F_GETFD);
-	if (fl < 0)
-		return negative_errno();
-	if (!(fl & FD_CLOEXEC) && fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0)
-		return negative_errno();
-	return 0;
+	return fd_set_cloexec(fd);
 }
 
 void listener_done(struct listener *l)
@@ -43,6 +51,43 @@ void listeners_free(struct listener *l, size_t n)
 	for (size_t i = 0; i < n; i++)
 		listener_done(&l[i]);
 	free(l);
+}
+
+void named_fds_free(struct named_fd *f, size_t n)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		safe_close(f[i].fd);
+		free(f[i].name);
+	}
+	free(f);
+}
+
+static bool is_stored(const char *name)
+{
+	return name && strncmp(name, FDSTORE_PREFIX, strlen(FDSTORE_PREFIX)) == 0;
+}
+
+/*
+ * Whatever the owner stored (a bag, the state record) is taken as it is, never checked as a
+ * listener. O_NONBLOCK is left as it came: it belongs to the open file, which the copy systemd
+ * still holds shares. Close-on-exec belongs to this fd alone.
+ */
+static int stored_inherit(int fd, const char *name, struct named_fd *ret)
+{
+	char *copy;
+	int r;
+
+	r = fd_set_cloexec(fd);
+	if (r < 0)
+		return log_error_errno(r, "Failed to set close-on-exec on stored fd %d (%s): %m",
+				       fd, name);
+	copy = strdup(name);
+	if (!copy)
+		return log_error_errno(ENOMEM, "Out of memory.");
+	*ret = (struct named_fd){ .fd = fd, .name = copy };
+	return 0;
 }
 
 /*
@@ -147,28 +192,40 @@ static int listener_inherit(int fd, const char *name, struct listener *ret)
 }
 
 int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
-		   struct listener **ret, size_t *ret_n, struct listener *ret_metrics)
+		   struct listener **ret, size_t *ret_n, struct listener *ret_metrics,
+		   struct named_fd **ret_stored, size_t *ret_n_stored)
 {
 	struct listener *l = NULL, metrics = { .fd = -EBADF };
+	struct named_fd *stored = NULL;
 	char **names = NULL;
-	size_t n = 0;
-	int k, i = 0, n_metrics = 0, r = 0;
+	size_t n = 0, n_stored = 0;
+	int k, i = 0, n_metrics = 0, k_stored = 0, r = 0;
 
 	k = sd_listen_fds_with_names(true, &names);
 	if (k < 0)
 		return log_error_errno(k, "Failed to read socket activation fds: %m");
-	for (int j = 0; j < k; j++)
+	for (int j = 0; j < k; j++) {
 		n_metrics += names && streq(names[j], SR_METRICS_FDNAME);
+		k_stored += names && is_stored(names[j]);
+	}
 	if (n_metrics > 1) {
 		r = log_error_errno(EINVAL, "More than one inherited socket is named '%s'.",
 				    SR_METRICS_FDNAME);
 		goto out;
 	}
 
-	if (k > n_metrics) {
+	if (k_stored > 0) {
+		stored = calloc((size_t)k_stored, sizeof(*stored));
+		if (!stored) {
+			r = log_error_errno(ENOMEM, "Out of memory.");
+			goto out;
+		}
+	}
+	/* Stored fds and the metrics socket are no listeners: --listen applies without others. */
+	if (k > n_metrics + k_stored) {
 		if (n_listen > 0)
 			log_notice("Ignoring --listen: %d socket(s) were inherited.",
-				   k - n_metrics);
+				   k - n_metrics - k_stored);
 		l = calloc((size_t)k, sizeof(*l));
 		if (!l) {
 			r = log_error_errno(ENOMEM, "Out of memory.");
@@ -180,12 +237,19 @@ int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
 		const char *name = names && names[i] ? names[i] : "unknown";
 		bool is_metrics = streq(name, SR_METRICS_FDNAME);
 
+		if (is_stored(name)) {
+			r = stored_inherit(SD_LISTEN_FDS_START + i, name, &stored[n_stored]);
+			if (r < 0)
+				goto out;
+			n_stored++;
+			continue;
+		}
 		r = listener_inherit(SD_LISTEN_FDS_START + i, name, is_metrics ? &metrics : &l[n]);
 		if (r < 0)
 			goto out;
 		n += !is_metrics;
 	}
-	if (k == n_metrics) {
+	if (n == 0) {
 		if (n_listen == 0) {
 			r = log_error_errno(EINVAL,
 					    "No listening socket: run under socket activation "
@@ -219,6 +283,9 @@ int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
 	*ret_metrics = metrics;
 	metrics = (struct listener){ .fd = -EBADF };
 	n = 0;
+	*ret_stored = TAKE_PTR(stored);
+	*ret_n_stored = n_stored;
+	n_stored = 0;
 out:
 	/* On failure, close what we opened; inherited fds we never took are closed too. */
 	if (r < 0)
@@ -226,6 +293,7 @@ out:
 			safe_close(SD_LISTEN_FDS_START + i);
 	listeners_free(l, n);
 	listener_done(&metrics);
+	named_fds_free(stored, n_stored);
 	if (names)
 		for (int i = 0; i < k; i++)
 			free(names[i]);

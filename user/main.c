@@ -116,6 +116,8 @@ static int run(int argc, char *argv[])
 	struct movers *m = proxy_movers(&p);
 	struct stats_runtime runtime = { .fd = -EBADF };
 	struct listener metrics = { .fd = -EBADF };
+	struct named_fd *stored = NULL;
+	size_t n_stored = 0;
 	struct options *o;
 	struct routes *routes;
 	const char *e;
@@ -155,9 +157,11 @@ static int run(int argc, char *argv[])
 		goto out;
 	proxy_configure(&p, p.opts, routes);
 	r = listeners_open(p.opts->listen, p.opts->n_listen, p.opts->metrics_listen, &p.listeners,
-			   &p.n_listeners, &metrics);
+			   &p.n_listeners, &metrics, &stored, &n_stored);
 	if (r < 0)
 		goto out;
+	/* Nothing takes stored connections back yet; systemd keeps its own copies of these fds. */
+	named_fds_free(stored, n_stored);
 	p.metrics_listener = &metrics;
 	r = routes_check_listeners(p.routes, p.listeners, p.n_listeners);
 	if (r < 0)
