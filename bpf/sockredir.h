@@ -101,6 +101,11 @@ struct sr_proxy_stats {
 	__u32 main_pid;		/* the process to send SIGHUP to (`sockredir reload`) */
 	__u32 mode;		/* --mode as given: 0 auto, 1 bpf, 2 splice (enum sr_mode) */
 	__u64 flushed_bytes_up; /* the same, client->backend (--kernel-upload) */
+	/* Restarts without dropping connections, through systemd's fd store (user/keep.c). */
+	__u64 kept;	      /* connections whose fds are in the store now */
+	__u64 restored;	      /* connections taken over from the previous process */
+	__u64 restore_closed; /* kept connections that could not be taken over: closed with a FIN */
+	__u64 store_fds;      /* fds sockredir holds in the store now: bags, records, BPF maps */
 };
 
 /*

@@ -5,6 +5,7 @@
  */
 #include <inttypes.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "backend.h"
@@ -32,18 +33,36 @@ static void connection_free(struct connection *c)
 {
 	struct connections *cs = c->set;
 
+	bool left_for_next = c->keep_bag && cs->handing_over;
+
 	if (cs->setup_free)
 		cs->setup_free(c);
-	splice_flow_release(&cs->movers, &c->up);
-	splice_flow_release(&cs->movers, &c->down);
+	splice_flow_free_pipe(&cs->movers, &c->up);
+	splice_flow_free_pipe(&cs->movers, &c->down);
 	free(c->up.buf);
 	free(c->down.buf);
 	c->timer = sd_event_source_disable_unref(c->timer);
 
-	/* Closing takes the sockets out of the sockhashes; the peer entries we remove. */
+	if ((c->keep_bag || c->held_elsewhere) && !left_for_next) {
+		/*
+		 * systemd holds these sockets too: close() alone would leave the peers waiting.
+		 * shutdown() sends the FIN (an EOF to a Unix peer) now, whoever holds the fds.
+		 */
+		(void)shutdown(c->client.fd, SHUT_RDWR);
+		(void)shutdown(c->backend.fd, SHUT_RDWR);
+		if (cs->movers.bpf)
+			kernel_path_leave(&cs->movers, &c->client, &c->backend);
+		if (c->keep_bag)
+			cs->kept_free(c);
+	}
+
+	/*
+	 * Closing takes the sockets out of the sockhashes; the peer entries we remove, unless the
+	 * next process takes the connection over.
+	 */
 	end_close(&c->client);
 	end_close(&c->backend);
-	if (cs->movers.bpf)
+	if (cs->movers.bpf && !left_for_next)
 		kernel_path_forget(&cs->movers, &c->client, &c->backend);
 
 	if (c->prev)
@@ -478,18 +497,18 @@ void connections_done(struct connections *cs)
 	pipe_pool_done(&cs->movers.pipes);
 }
 
-int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
-		   struct connection **ret)
+static struct connection *connection_alloc(struct connections *cs, int client_fd,
+					   bool client_is_unix)
 {
 	struct connection *c;
 
 	c = calloc(1, sizeof(*c));
-	if (!c) {
-		safe_close(client_fd);
-		return -ENOMEM;
-	}
+	if (!c)
+		return NULL;
 	c->set = cs;
 	c->id = ++cs->next_id;
+	c->accepted_at = now_usec();
+	c->held_elsewhere = cs->adopting;
 	c->client = (struct end){ .conn = c, .fd = client_fd, .is_unix = client_is_unix };
 	c->backend = (struct end){ .conn = c, .fd = -EBADF };
 	c->up = (struct flow){
@@ -503,9 +522,88 @@ int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
 	if (c->next)
 		c->next->prev = c;
 	cs->list = c;
-	stat_inc(cs->movers.stats->accepted);
 	stat_inc(cs->movers.stats->open);
 	cs->n_open++;
+	return c;
+}
+
+int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
+		   struct connection **ret)
+{
+	struct connection *c = connection_alloc(cs, client_fd, client_is_unix);
+
+	if (!c) {
+		safe_close(client_fd);
+		return -ENOMEM;
+	}
+	stat_inc(cs->movers.stats->accepted);
 	*ret = c;
 	return 0;
+}
+
+static void restore_flow(struct connection *c, struct flow *f, bool kernel, uint64_t kernel_bytes,
+			 struct sr_pipe *pipe)
+{
+	int n = 0;
+
+	f->kernel = kernel;
+	if (kernel)
+		f->bytes = kernel_bytes;
+	if (pipe) {
+		f->pipe = pipe;
+		f->pipe_kept = true;
+		/* Bytes spliced in before the crash and not yet out: they go first. */
+		if (ioctl(pipe->fd[0], FIONREAD, &n) == 0 && n > 0)
+			f->in_pipe = (size_t)n;
+	}
+	flow_set_state(f, FLOW_OPEN);
+}
+
+int connection_restore(struct connections *cs, struct connection_restore *r,
+		       struct connection **ret)
+{
+	struct connection *c;
+	int k;
+
+	c = connection_alloc(cs, r->client_fd, r->client_is_unix);
+	if (!c) {
+		safe_close(r->client_fd);
+		safe_close(r->backend_fd);
+		for (int d = 0; d < _SR_DIR_MAX; d++)
+			if (r->pipe[d]) {
+				safe_close(r->pipe[d]->fd[0]);
+				safe_close(r->pipe[d]->fd[1]);
+				free(r->pipe[d]);
+			}
+		return -ENOMEM;
+	}
+	c->backend.fd = r->backend_fd;
+	c->backend.is_unix = r->backend_is_unix;
+	c->phase = PHASE_RUN;
+	c->last_active = c->accepted_at;
+	restore_flow(c, &c->up, r->up_kernel, r->kernel_bytes[SR_DIR_UP], r->pipe[SR_DIR_UP]);
+	restore_flow(c, &c->down, r->down_kernel, r->kernel_bytes[SR_DIR_DOWN],
+		     r->pipe[SR_DIR_DOWN]);
+
+	if (r->down_kernel || r->up_kernel) {
+		k = cs->movers.bpf ? kernel_path_adopt(&cs->movers, &c->client, &c->backend,
+						       r->down_kernel, r->up_kernel) :
+				     -EOPNOTSUPP;
+		if (k < 0) {
+			/* A clean close: the earlier process's copies in the store stay open. */
+			(void)shutdown(c->client.fd, SHUT_RDWR);
+			(void)shutdown(c->backend.fd, SHUT_RDWR);
+			connection_free(c);
+			return k;
+		}
+	}
+	if (!r->down_kernel)
+		c->fallback = SR_FALLBACK_MODE;
+	*ret = c;
+	return 0;
+}
+
+void connection_resume(struct connection *c)
+{
+	connection_run(c);
 }

@@ -16,6 +16,7 @@
 #include "movers.h"
 
 struct connection;
+struct keep_bag;
 struct route;
 struct backend;
 struct sr_backend_metrics;
@@ -47,6 +48,15 @@ struct connections {
 	/* The owner's: a connection was freed; fds ran out (error is -EMFILE or -ENFILE). */
 	void (*closed)(struct connections *cs);
 	void (*out_of_fds)(struct connections *cs, int error);
+	/* keep.c's: a connection in systemd's fd store (keep_bag set) is being freed. */
+	void (*kept_free)(struct connection *c);
+	/*
+	 * Exiting for a restart: kept connections are left as they are, for the next process to
+	 * take over (no shutdown(), no map cleanup); the others close as usual.
+	 */
+	bool handing_over;
+	/* keep.c is handing a kept client socket to setup: connections made now are held_elsewhere. */
+	bool adopting;
 };
 
 /* A connection first chooses and reaches its backend (setup.c), then moves bytes. */
@@ -77,6 +87,16 @@ struct connection {
 	struct sr_backend_metrics *backend_metrics; /* counts this connection as open */
 	bool waiting_fd;			    /* out of fds for the backend socket */
 
+	uint64_t accepted_at; /* CLOCK_MONOTONIC µs; for a restored connection, when restored */
+
+	/*
+	 * keep.c's: the bag in systemd's fd store that holds this connection's fds, and its slot in
+	 * the state record. Its sockets then outlive our close(): closing means shutdown().
+	 */
+	struct keep_bag *keep_bag;
+	uint32_t keep_slot;
+	bool held_elsewhere; /* an earlier process's bag has copies of its fds */
+
 	/* --idle-timeout: the byte count last seen and when it last changed */
 	uint64_t last_bytes;
 	uint64_t last_active;
@@ -98,6 +118,25 @@ void connections_close_idle(struct connections *cs, uint64_t timeout);
 /* A connection for an accepted client socket, which it owns from now on (closed on error). */
 int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
 		   struct connection **ret);
+/* What an earlier process kept of a connection that was moving bytes (keep.c). */
+struct connection_restore {
+	int client_fd, backend_fd; /* taken over by connection_restore(), even on error */
+	bool client_is_unix, backend_is_unix;
+	bool down_kernel, up_kernel;	     /* which flows moved in the kernel */
+	uint64_t kernel_bytes[_SR_DIR_MAX]; /* a kernel flow's bytes moved by hand (flow.bytes) */
+	struct sr_pipe *pipe[_SR_DIR_MAX];  /* a spliced flow's own pipe, bytes in it, or NULL */
+};
+
+/*
+ * Take a kept connection back and run its flows. Each flow resumes as OPEN: a source that had
+ * reached EOF reports it again, and a shutdown() already done is harmless to repeat. -ENOENT or
+ * -ESTALE if its kernel-path entries are gone (the fds are then closed).
+ */
+int connection_restore(struct connections *cs, struct connection_restore *r,
+		       struct connection **ret);
+/* Run a restored connection's flows (once the caller has noted it as kept). */
+void connection_resume(struct connection *c);
+
 /* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout, failed setup). */
 void connection_abort(struct connection *c);
 /* Connected, with any PROXY header sent: put it on a data path and start both flows. */

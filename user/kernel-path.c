@@ -204,6 +204,51 @@ void kernel_path_forget(struct movers *m, struct end *client, struct end *backen
 	backend->has_peer = client->has_peer = false;
 }
 
+int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up)
+{
+	struct sr_peer peer;
+	int r;
+
+	r = sock_cookie(client->fd, &client->cookie);
+	if (r >= 0)
+		r = sock_cookie(backend->fd, &backend->cookie);
+	if (r < 0)
+		return r;
+
+	/*
+	 * Only this process removes sr_peers entries, so they tell whether the sockets are still
+	 * the pair that was kept. The sockets themselves may have left the sockhashes meanwhile (the
+	 * kernel takes a Unix socket out when its peer closes): that is an EOF the flows will see.
+	 */
+	if (down) {
+		r = bpf_peer_get(m->bpf, backend->cookie, &peer);
+		if (r < 0)
+			return r;
+		if (peer.peer_cookie != client->cookie || peer.dir != SR_DIR_DOWN)
+			return -ESTALE;
+		backend->has_peer = backend->in_verdict = client->in_targets = true;
+	}
+	if (up) {
+		r = bpf_peer_get(m->bpf, client->cookie, &peer);
+		if (r < 0)
+			return r;
+		if (!down || peer.peer_cookie != backend->cookie || peer.dir != SR_DIR_UP)
+			return -ESTALE;
+		client->has_peer = client->in_verdict = backend->in_targets = true;
+	}
+	return 0;
+}
+
+void kernel_path_leave(struct movers *m, struct end *client, struct end *backend)
+{
+	struct end *ends[] = { client, backend };
+
+	for (size_t i = 0; i < ELEMENTSOF(ends); i++) {
+		undo_insert(m->bpf, ends[i], true);
+		undo_insert(m->bpf, ends[i], false);
+	}
+}
+
 int kernel_flow_hold(struct movers *m, struct flow *f, bool hold)
 {
 	uint32_t flags = (hold ? SR_PEER_HOLD : 0) | (f->src->in_targets ? SR_PEER_TARGET : 0);

@@ -19,6 +19,19 @@ int kernel_path_attach_upload(struct movers *m, struct end *client, struct end *
 			      bool *ret_settle);
 /* After the sockets are closed (which takes them out of the sockhashes): drop the peer entries. */
 void kernel_path_forget(struct movers *m, struct end *client, struct end *backend);
+/*
+ * A connection an earlier process kept (keep.c): read the cookies, check that its sr_peers
+ * entries still pair these two sockets (down: the download moves in the kernel, up: the upload
+ * too), and mark the ends as in the maps. -ENOENT or -ESTALE if the entries are gone or another
+ * pair's.
+ */
+int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up);
+/*
+ * Take a closed connection's sockets out of the sockhashes. Needed only when something else
+ * (systemd's fd store) holds them open, which would keep them in the maps; their flows are over,
+ * so no skb can be racing the delete.
+ */
+void kernel_path_leave(struct movers *m, struct end *client, struct end *backend);
 
 /* Switch SR_PEER_HOLD on a kernel flow's source. */
 int kernel_flow_hold(struct movers *m, struct flow *f, bool hold);

@@ -13,6 +13,8 @@
 
 #include "bpf-loader.h"
 #include "lifecycle.h"
+#include "fdstore.h"
+#include "keep.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics-http.h"
@@ -97,6 +99,53 @@ static bool stop_now(const struct proxy *p, const struct signalfd_siginfo *si)
 	       si->ssi_int == SR_STOP_NOW;
 }
 
+/*
+ * Whether this stop is a restart, so that connections go to the next process through the fd
+ * store instead of draining. The signal is the same for both: systemd's job for the unit is not.
+ */
+static bool stop_is_restart(struct proxy *p, const struct signalfd_siginfo *si)
+{
+	int r;
+
+	if (!p->keep || si->ssi_signo != SIGTERM)
+		return false;
+	if (p->worker) {
+		/* The supervisor asks systemd. If it is gone, it crashed: the next one takes over. */
+		if (getppid() != p->supervisor_pid)
+			return true;
+		return si->ssi_code == SI_QUEUE && si->ssi_pid == (uint32_t)getppid() &&
+		       si->ssi_int == SR_STOP_RESTART;
+	}
+	r = fdstore_stop_is_restart();
+	if (r < 0)
+		log_warning_errno(r,
+				  "Could not ask systemd whether this is a restart; draining as for "
+				  "a stop: %m");
+	return r > 0;
+}
+
+/* Exit now, leaving every connection that can be kept to the next process. */
+static void hand_over(struct proxy *p)
+{
+	unsigned kept = 0, left = 0;
+	int r;
+
+	proxy_stop_accepting(p);
+	r = keep_hand_over(p->keep, &kept, &left);
+	if (r < 0)
+		log_warning_errno(r, "Failed to keep every connection in the fd store: %m");
+	if (left > 0)
+		log_warning("Restart: %u connection(s) handed over to the next process; %u could not "
+			    "be kept (a download still settled by hand, or the fd store refused "
+			    "them) and close now.",
+			    kept, left);
+	else
+		log_info("Restart: %u connection(s) handed over to the next process.", kept);
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Restarting: connections kept in the fd store");
+	p->handing_over = true;
+	(void)sd_event_exit(p->event, 0);
+}
+
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct proxy *p = userdata;
@@ -104,9 +153,15 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 	size_t n = proxy_count_connections(p);
 	int r;
 
+	if (p->handing_over)
+		return 0;
 	if (stop_now(p, si)) {
 		log_notice("Signal %s again: closing all connections now.", sig);
 		proxy_exit(p);
+		return 0;
+	}
+	if (stop_is_restart(p, si)) {
+		hand_over(p);
 		return 0;
 	}
 	/* A worker's second copy of the same stop (see workers.h). */
@@ -370,6 +425,8 @@ int lifecycle_run(struct proxy *p)
 		return r;
 	p->connections_changed = connections_changed;
 	r = proxy_start(p);
+	if (r >= 0)
+		r = proxy_restore(p);
 	if (r >= 0)
 		r = metrics_start(p);
 	if (r < 0)

@@ -17,6 +17,7 @@
 enum {
 	SR_STOP_DRAIN = 1, /* stop accepting, let open connections finish */
 	SR_STOP_NOW = 2,   /* a second signal reached the supervisor: close everything */
+	SR_STOP_RESTART = 3, /* `systemctl restart`: keep connections in the fd store and exit */
 };
 
 /* Serve until SIGTERM/SIGINT and the drain are over. Returns 0 or negative errno (logged). */

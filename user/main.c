@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 
 #include "bpf-loader.h"
+#include "fdstore.h"
+#include "keep.h"
 #include "lifecycle.h"
 #include "listen.h"
 #include "log.h"
@@ -52,13 +54,44 @@ static const char *load_hint(int r, const char *what)
  * Load the kernel path. --mode bpf makes any failure fatal; --mode auto logs one warning with
  * the reason and carries every connection on splice. ret_path_status says which, for STATUS=.
  */
-static int setup_kernel_path(const struct options *o, struct bpf_state **ret, char *ret_path_status,
-			     size_t size)
+/*
+ * The maps of the process that kept connections in the fd store, to adopt: its kernel-path
+ * connections stay in them, with the program they were inserted under (a socket can't move to
+ * another verdict map: EBUSY). Only if every record there was written under this BPF ABI.
+ */
+static size_t maps_to_adopt(const struct named_fd *stored, size_t n_stored, int *fds,
+			    const char **names, size_t max)
+{
+	struct keep_found found;
+	size_t n = 0;
+
+	keep_inspect(stored, n_stored, &found);
+	if (found.n_records == 0)
+		return 0;
+	if (found.n_abi_mismatch > 0) {
+		log_warning("The previous process ran another BPF ABI (bpf/sockredir.h changed): its "
+			    "maps can't be adopted, and its kernel-path connections will be closed "
+			    "with a FIN.");
+		return 0;
+	}
+	for (size_t i = 0; i < n_stored && n < max; i++)
+		if (strncmp(stored[i].name, KEEP_BPF_PREFIX, strlen(KEEP_BPF_PREFIX)) == 0) {
+			fds[n] = stored[i].fd;
+			names[n++] = stored[i].name + strlen(KEEP_BPF_PREFIX);
+		}
+	return n;
+}
+
+static int setup_kernel_path(const struct options *o, const struct named_fd *stored,
+			     size_t n_stored, struct bpf_state **ret, bool *ret_adopted,
+			     char *ret_path_status, size_t size)
 {
 	struct bpf_load_options lo = { .pin_path = o->pin_path, .map_entries = o->map_entries };
-	const char *what = "load the BPF object";
+	const char *what = "load the BPF object", *reuse_names[16];
+	int reuse_fds[16];
 	int r;
 
+	*ret_adopted = false;
 	*ret = NULL;
 	if (o->mode == SR_MODE_SPLICE) {
 		snprintf(ret_path_status, size, "Splice (--mode splice)");
@@ -70,10 +103,26 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret, ch
 		what = "find kernel BTF at /sys/kernel/btf/vmlinux";
 	} else {
 		log_bridge_libbpf(o->mode == SR_MODE_BPF);
+		lo.n_reuse = maps_to_adopt(stored, n_stored, reuse_fds, reuse_names,
+					   ELEMENTSOF(reuse_fds));
+		lo.reuse_fds = reuse_fds;
+		lo.reuse_names = reuse_names;
 		r = bpf_state_load(&lo, ret, &what);
+		if (r >= 0 && lo.n_reuse > 0)
+			*ret_adopted = true;
+		else if (r < 0 && lo.n_reuse > 0) {
+			log_warning_errno(r,
+					  "Failed to %s: kernel-path connections of the previous "
+					  "process will be closed with a FIN: %m",
+					  what);
+			lo.n_reuse = 0;
+			what = "load the BPF object";
+			r = bpf_state_load(&lo, ret, &what);
+		}
 	}
 	if (r >= 0) {
-		log_debug("Kernel path loaded, pinned under %s.", o->pin_path);
+		log_debug("Kernel path loaded, pinned under %s%s.", o->pin_path,
+			  *ret_adopted ? ", with the previous process's maps" : "");
 		snprintf(ret_path_status, size, "%s", stats_kernel_path_label(o->kernel_upload));
 		return 0;
 	}
@@ -96,6 +145,49 @@ static int setup_kernel_path(const struct options *o, struct bpf_state **ret, ch
  * that know better to take. Each connection costs 2 fds, so take the hard limit, as systemd's own
  * tools do. sockredir uses epoll only.
  */
+/*
+ * systemd's fd store: say once if connections can't be kept there, and store the maps (and
+ * sr_redirect) that kept connections need after a restart. Without the kernel path, or with maps
+ * just adopted (the same fds, which systemd drops as duplicates), nothing new is stored.
+ */
+static int setup_fd_store(struct proxy *p, struct bpf_state *bpf)
+{
+	const char *why = NULL, *const *names;
+	struct sr_proxy_stats *st = proxy_movers(p)->stats;
+	const int *fds;
+	size_t n;
+	int r;
+
+	r = fdstore_open(&p->store, &why);
+	if (r < 0)
+		return log_error_errno(r, "Out of memory.");
+	if (r == 0) {
+		log_info("Connections will not survive a restart or a crash: no fd store (%s).",
+			 why);
+		return 0;
+	}
+	log_debug("systemd's fd store holds up to %u fds for us.", fdstore_max(p->store));
+	if (!bpf || bpf_state_fds(bpf, &fds, &names, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), KEEP_BPF_PREFIX "%s", names[i]);
+		/*
+		 * What an earlier process stored under the same name goes first, unless it is an
+		 * adopted map: the same fd again, which systemd would drop as a duplicate anyway.
+		 * Programs are always loaded anew.
+		 */
+		if (!p->maps_adopted || streq(names[i], SR_PROG_VERDICT))
+			(void)fdstore_remove(p->store, name);
+		r = fdstore_add(p->store, &fds[i], 1, name, false);
+		if (r < 0)
+			return log_error_errno(r, "Failed to store %s in the fd store: %m", name);
+		stat_inc(st->store_fds);
+	}
+	return 0;
+}
+
 static void rlimit_nofile_raise(void)
 {
 	struct rlimit rl;
@@ -160,16 +252,18 @@ static int run(int argc, char *argv[])
 			   &p.n_listeners, &metrics, &stored, &n_stored);
 	if (r < 0)
 		goto out;
-	/* Nothing takes stored connections back yet; systemd keeps its own copies of these fds. */
-	named_fds_free(stored, n_stored);
 	p.metrics_listener = &metrics;
 	r = routes_check_listeners(p.routes, p.listeners, p.n_listeners);
 	if (r < 0)
 		goto out;
 
-	r = setup_kernel_path(p.opts, &bpf, p.path_status, sizeof(p.path_status));
+	r = setup_kernel_path(p.opts, stored, n_stored, &bpf, &p.maps_adopted, p.path_status,
+			      sizeof(p.path_status));
 	if (r < 0)
 		goto out;
+	/* Every earlier process's stored fds go to proxy_restore(), in each worker. */
+	p.stored = TAKE_PTR(stored);
+	p.n_stored = n_stored;
 	m->bpf = bpf;
 	m->kernel_upload = bpf && p.opts->kernel_upload;
 	/*
@@ -186,6 +280,12 @@ static int run(int argc, char *argv[])
 		}
 		m->stats = &runtime.mem->proxy;
 	}
+	/* Adopted maps carry the previous process's counters: this process counts from zero. */
+	if (p.maps_adopted)
+		memset(m->stats, 0, sizeof(*m->stats));
+	r = setup_fd_store(&p, bpf);
+	if (r < 0)
+		goto out;
 	m->stats->workers = p.opts->workers;
 	m->stats->main_pid = (uint32_t)getpid();
 	m->stats->mode = p.opts->mode;
@@ -223,8 +323,11 @@ static int run(int argc, char *argv[])
 	r = lifecycle_run(&p);
 out:
 	lifecycle_done(&p);
-	if (!p.worker)
+	/* For a restart, the pins stay with the connections (the next process replaces them). */
+	if (!p.worker && !p.handing_over)
 		bpf_state_unpin(bpf);
+	p.store = fdstore_free(p.store);
+	named_fds_free(stored, n_stored);
 	stats_runtime_done(&runtime, !p.worker);
 	listeners_free(p.listeners, p.n_listeners);
 	listener_done(&metrics);

@@ -77,6 +77,11 @@ struct flow {
 	struct sr_pipe *pipe; /* borrowed from the pool while it holds bytes */
 	size_t in_pipe;
 	bool src_eof;
+	/*
+	 * The pipe is the flow's own until the connection closes: it was put in systemd's fd store
+	 * with the sockets (keep.c), so that bytes in it survive a crash of this process.
+	 */
+	bool pipe_kept;
 
 	/* kernel mover: bytes read by hand (queued before insertion, or kept by SR_PEER_HOLD) */
 	uint8_t *buf;

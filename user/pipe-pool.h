@@ -35,5 +35,9 @@ void pipe_pool_done(struct pipe_pool *pool);
 int pipe_pool_get(struct pipe_pool *pool, struct sr_pipe **ret);
 /* Give back a pipe: only an empty one is kept; one with bytes in it is closed with them. */
 void pipe_pool_put(struct pipe_pool *pool, struct sr_pipe *p, size_t bytes_in_it);
+static inline bool pipe_pool_is_reserve(const struct pipe_pool *pool, const struct sr_pipe *p)
+{
+	return p == pool->reserve;
+}
 
 #endif /* SR_PIPE_POOL_H */

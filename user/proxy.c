@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "keep.h"
 #include "listen.h"
 #include "log.h"
 #include "options.h"
@@ -203,6 +204,44 @@ int proxy_start(struct proxy *p)
 	return 0;
 }
 
+/* A kept client socket still in setup: set it up again, as if just accepted on its listener. */
+static void on_fresh(void *userdata, int fd, const char *listener)
+{
+	struct proxy *p = userdata;
+
+	for (size_t i = 0; i < p->n_listeners; i++)
+		if (streq(p->listeners[i].name, listener)) {
+			if (setup_accepted(&p->setup, fd, &p->listeners[i]) < 0)
+				log_debug("Out of memory setting up a kept connection again.");
+			return;
+		}
+	/* Its listener is gone from the configuration: nothing to route it by. */
+	log_debug("Kept connection from listener %s: no such listener any more, closing.",
+		  listener);
+	(void)shutdown(fd, SHUT_RDWR);
+	safe_close(fd);
+}
+
+int proxy_restore(struct proxy *p)
+{
+	unsigned share = p->worker ? p->worker - 1 : 0, n_shares = p->worker ? p->opts->workers : 1;
+	int r;
+
+	if (!p->store)
+		return 0;
+	r = keep_new(p->store, &p->setup.conns, &p->keep);
+	if (r < 0)
+		return r;
+	r = keep_restore(p->keep, p->stored, p->n_stored, share, n_shares, p->maps_adopted,
+			 on_fresh, p);
+	named_fds_free(p->stored, p->n_stored);
+	p->stored = NULL;
+	p->n_stored = 0;
+	if (r < 0)
+		return log_error_errno(r, "Failed to take back the kept connections: %m");
+	return 0;
+}
+
 void proxy_stop_accepting(struct proxy *p)
 {
 	p->stopping = true;
@@ -224,6 +263,10 @@ void proxy_configure(struct proxy *p, struct options *o, struct routes *r)
 void proxy_done(struct proxy *p)
 {
 	connections_done(&p->setup.conns);
+	p->keep = keep_free(p->keep);
+	named_fds_free(p->stored, p->n_stored);
+	p->stored = NULL;
+	p->n_stored = 0;
 	for (size_t i = 0; i < p->n_listeners; i++)
 		p->listeners[i].event_source =
 			sd_event_source_disable_unref(p->listeners[i].event_source);

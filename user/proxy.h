@@ -10,8 +10,11 @@
 
 #include "setup.h"
 
+struct fdstore;
+struct keep;
 struct listener;
 struct metrics_server;
+struct named_fd;
 struct options;
 struct routes;
 struct sr_metrics_shared;
@@ -54,6 +57,19 @@ struct proxy {
 	 * why, so that `systemctl status` shows a downgrade.
 	 */
 	char path_status[192];
+
+	/*
+	 * systemd's fd store (NULL: none), what earlier processes left in it (taken by
+	 * proxy_restore()), and this process's keeping of its connections there (keep.c).
+	 */
+	struct fdstore *store;
+	struct named_fd *stored;
+	size_t n_stored;
+	bool maps_adopted; /* the previous process's maps are ours: its kernel path resumes */
+	struct keep *keep;
+	/* Exiting for a restart, with the connections left to the next process: keep the pins. */
+	bool handing_over;
+	pid_t supervisor_pid; /* in a worker */
 };
 
 /* What every connection's movers share: the BPF state, the counters, the pipes. */
@@ -64,6 +80,11 @@ static inline struct movers *proxy_movers(struct proxy *p)
 
 /* Set up the connections and watch the listeners, on p->event. */
 int proxy_start(struct proxy *p);
+/*
+ * With the fd store: keep connections there from now on, and take back what earlier processes
+ * kept (this process's share of it, with --workers). Logs what it did.
+ */
+int proxy_restore(struct proxy *p);
 /* Close every connection and stop watching the listeners. */
 void proxy_done(struct proxy *p);
 /* Take these options and routes (the old ones are freed), for connections accepted from now. */

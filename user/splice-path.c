@@ -16,10 +16,61 @@
 /* Splice calls per flow per wakeup, so that one busy flow can't starve the others. */
 #define SPLICE_BATCH 16
 
+int splice_flow_keep_pipe(struct movers *m, struct flow *f)
+{
+	int r;
+
+	if (f->pipe_kept)
+		return 0;
+	/* The reserve must go back to the pool: it is what lets every connection progress. */
+	if (f->pipe && pipe_pool_is_reserve(&m->pipes, f->pipe))
+		return -EBUSY;
+	if (!f->pipe) {
+		r = pipe_pool_get(&m->pipes, &f->pipe);
+		if (r < 0)
+			return r;
+		if (pipe_pool_is_reserve(&m->pipes, f->pipe)) {
+			splice_flow_release(m, f);
+			return -EMFILE;
+		}
+	}
+	f->pipe_kept = true;
+	return 0;
+}
+
+void splice_flow_free_pipe(struct movers *m, struct flow *f)
+{
+	if (f->pipe_kept && f->pipe) {
+		safe_close(f->pipe->fd[0]);
+		safe_close(f->pipe->fd[1]);
+		free(f->pipe);
+		f->pipe = NULL;
+		f->in_pipe = 0;
+	}
+	f->pipe_kept = false;
+	splice_flow_release(m, f);
+}
+
 void splice_flow_release(struct movers *m, struct flow *f)
 {
 	if (!f->pipe)
 		return;
+	if (f->pipe_kept) {
+		/* Released with bytes in it only when they can't be delivered: drop them. */
+		static uint8_t sink[64 * 1024];
+
+		while (f->in_pipe > 0) {
+			ssize_t n = read(f->pipe->fd[0], sink, MIN(sizeof(sink), f->in_pipe));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			f->in_pipe -= (size_t)n;
+		}
+		f->in_pipe = 0;
+		return;
+	}
 	pipe_pool_put(&m->pipes, f->pipe, f->in_pipe);
 	f->pipe = NULL;
 	f->in_pipe = 0;
@@ -59,14 +110,15 @@ int splice_flow_move(struct movers *m, struct flow *f)
 			continue;
 		}
 
-		if (f->pipe)
-			splice_flow_release(m, f);
+		splice_flow_release(m, f);
 		if (f->src_eof)
 			return SPLICE_EOF;
 
-		r = pipe_pool_get(&m->pipes, &f->pipe);
-		if (r < 0)
-			return r;
+		if (!f->pipe) {
+			r = pipe_pool_get(&m->pipes, &f->pipe);
+			if (r < 0)
+				return r;
+		}
 		n = splice(f->src->fd, NULL, f->pipe->fd[1], NULL, SPLICE_CHUNK,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n < 0) {

@@ -22,5 +22,12 @@ int splice_flow_move(struct movers *m, struct flow *f);
 int splice_flow_discard(struct flow *f);
 /* Give the flow's pipe back (closing it if it still holds bytes). */
 void splice_flow_release(struct movers *m, struct flow *f);
+/*
+ * Give the flow a pipe of its own, never returned to the pool (f->pipe_kept): its connection is
+ * going into systemd's fd store with the pipe. -EBUSY if the flow holds the pool's reserve now.
+ */
+int splice_flow_keep_pipe(struct movers *m, struct flow *f);
+/* When the connection is freed: close a kept pipe, or give back a borrowed one. */
+void splice_flow_free_pipe(struct movers *m, struct flow *f);
 
 #endif /* SR_SPLICE_PATH_H */

@@ -24,7 +24,9 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "fdstore.h"
 #include "lifecycle.h"
+#include "listen.h"
 #include "log.h"
 #include "options.h"
 #include "stats.h"
@@ -87,6 +89,7 @@ static pid_t worker_fork(struct supervisor *s, unsigned i)
 
 	free(s->workers);
 	p->worker = i + 1;
+	p->supervisor_pid = ppid;
 	snprintf(prefix, sizeof(prefix), "worker %u: ", i + 1);
 	log_set_prefix(prefix);
 	return 0;
@@ -119,6 +122,19 @@ static void supervisor_stop(struct supervisor *s, int sig, const char *why)
 	workers_signal(s, sig, SR_STOP_DRAIN);
 }
 
+/* A restart: each worker keeps its connections in the fd store and exits. */
+static void supervisor_hand_over(struct supervisor *s)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	s->p->handing_over = true;
+	log_info("Restart: %u worker(s) hand their connections over to the next process.",
+		 workers_running(s));
+	(void)sd_notify(false, "STOPPING=1\nSTATUS=Restarting: connections kept in the fd store");
+	workers_signal(s, SIGTERM, SR_STOP_RESTART);
+}
+
 /*
  * Reap every worker that exited. While serving, one that died is started again at once, unless
  * it died during its own set-up. Returns 0, 1 in a newly forked worker, or -errno.
@@ -146,6 +162,21 @@ static int supervisor_reap(struct supervisor *s)
 							      WTERMSIG(status));
 				s->failed = true;
 			}
+			continue;
+		}
+		if (s->p->store) {
+			/*
+			 * Its connections are in the fd store, which only a new instance can take
+			 * them back from: the whole instance restarts (Restart=on-failure), the
+			 * other workers handing theirs over too.
+			 */
+			log_error("Worker %u (pid %d) %s %d: restarting the instance, so that the "
+				  "next one takes over every kept connection, its own included.",
+				  i + 1, pid,
+				  WIFEXITED(status) ? "exited with status" : "was killed by signal",
+				  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+			s->failed = true;
+			supervisor_hand_over(s);
 			continue;
 		}
 		log_warning("Worker %u (pid %d) %s %d; its connections are lost.", i + 1, pid,
@@ -260,6 +291,10 @@ int workers_run(struct proxy *p)
 			break;
 		}
 	}
+	/* Each worker took its share of what earlier processes kept; this process needs none. */
+	named_fds_free(p->stored, p->n_stored);
+	p->stored = NULL;
+	p->n_stored = 0;
 	if (!s.stopping) {
 		if (sd_watchdog_enabled(false, &s.watchdog_usec) <= 0)
 			s.watchdog_usec = 0;
@@ -274,6 +309,9 @@ int workers_run(struct proxy *p)
 		if (sig == SIGCHLD) {
 			if (supervisor_reap(&s) > 0)
 				return 0;
+		} else if (sig == SIGTERM && !s.stopping && p->store &&
+			   fdstore_stop_is_restart() > 0) {
+			supervisor_hand_over(&s);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			if (s.stopping)
 				workers_signal(&s, sig, SR_STOP_NOW);
