@@ -252,6 +252,11 @@ test_movers() {
 	want "$m" sockredir_connections_open 0
 	want "$m" sockredir_workers 1
 	want "$m" sockredir_connect_failures_total 0
+	# Under systemd-socket-activate there is no fd store: nothing kept, restored or stored.
+	want "$m" sockredir_connections_kept 0
+	want "$m" sockredir_connections_restored_total 0
+	want "$m" sockredir_connections_restore_closed_total 0
+	want "$m" sockredir_fdstore_fds 0
 	want "$m" sockredir_connect_duration_seconds_count 59
 	want "$m" "sockredir_backend_connections_open{route=\"default\",backend=\"$T/backend.sock\"}" 0
 	want "$m" "sockredir_backend_up{route=\"listener:banner\",backend=\"$T/banner.sock\"}" 1

@@ -90,6 +90,11 @@ done
 query_is 'count(sockredir_info{mode="bpf",dispatch="kernel_download"})' 1 ||
 	prom_fail "no sockredir_info with the mode and dispatch: $(query 'sockredir_info')"
 query_is 'sockredir_workers' 1 || prom_fail "sockredir_workers: $(query sockredir_workers)"
+# No fd store here (no NOTIFY_SOCKET): the families are there, at 0.
+for m in sockredir_connections_kept sockredir_connections_restored_total \
+	sockredir_connections_restore_closed_total sockredir_fdstore_fds; do
+	query_is "$m" 0 || prom_fail "$m: '$(query "$m")', want 0"
+done
 wait_for "no connection open" 10 query_is 'sockredir_connections_open' 0
 # The target as Prometheus sees it: healthy, with no scrape error.
 curl -sS --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/targets" >"$T/targets.json" ||

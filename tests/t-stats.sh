@@ -28,6 +28,9 @@ grep -Eq 'connections +0 open, 6 accepted' "$T/text.out" || fail "want 6 accepte
 grep -Eq 'path +5 kernel' "$T/text.out" || fail "want 5 on the kernel path"
 grep -Eq 'dispatch +down in the kernel, up by splice .*; 1 worker' "$T/text.out" ||
 	fail "want the dispatch: down in the kernel, up by splice, 1 worker"
+# Under systemd-socket-activate there is no fd store: nothing kept, restored or stored.
+grep -Eq '^  fd store +0 connections kept, 0 restored, 0 closed on restore; 0 fds stored$' \
+	"$T/text.out" || fail "want the fd store line, all zeros"
 
 "$SOCKREDIR" stats --json >"$T/all.json" || fail "stats --json failed"
 python3 - "$T/all.json" "$first" <<'PY' || fail "--json does not match the traffic"
@@ -40,6 +43,7 @@ assert inst["bytes"]["down"]["kernel"] >= 2 * 4 << 20, inst
 assert inst["bytes"]["up"]["spliced"] >= 3 * 8 << 20, inst
 assert inst["dispatch"] == {"down": "kernel", "up": "splice", "workers": 1}, inst
 assert inst["bytes"]["up"]["by_hand"] == 0 and inst["bytes"]["down"]["by_hand"] >= 0, inst
+assert all(inst[k] == 0 for k in ("kept", "restored", "restore_closed", "store_fds")), inst
 print("json ok:", inst["accepted"], "accepted,", inst["bytes"]["down"]["kernel"], "bytes down in the kernel")
 PY
 
@@ -54,7 +58,11 @@ head -n 40 "$T/om.out"
 	fail "OpenMetrics must end with one # EOF"
 for line in "sockredir_connections_accepted_total{name=\"$first\"} 6" \
 	"sockredir_info{name=\"$first\",mode=\"bpf\",dispatch=\"kernel_download\"} 1" \
-	"sockredir_fallbacks_total{name=\"$first\",reason=\"client_half_closed\"} 1"; do
+	"sockredir_fallbacks_total{name=\"$first\",reason=\"client_half_closed\"} 1" \
+	"sockredir_connections_kept{name=\"$first\"} 0" \
+	"sockredir_connections_restored_total{name=\"$first\"} 0" \
+	"sockredir_connections_restore_closed_total{name=\"$first\"} 0" \
+	"sockredir_fdstore_fds{name=\"$first\"} 0"; do
 	grep -qxF "$line" "$T/om.out" || fail "OpenMetrics lacks: $line"
 done
 series="sockredir_bytes_total{name=\"$first\",direction=\"down\",mover=\"kernel\"}"

@@ -52,6 +52,10 @@ static struct sr_proxy_stats proxy_kernel = {
 	.reloads_failed = 1,
 	.workers = 2,
 	.mode = 1,
+	.kept = 3,
+	.restored = 11,
+	.restore_closed = 12,
+	.store_fds = 13,
 };
 
 static struct sr_kstats kstats = {
@@ -337,6 +341,14 @@ static void test_text(void)
 	CHECK_NO(t, "reason=\"none\"");
 	CHECK_LINE(t, "sockredir_reloads_total{result=\"failed\"} 1");
 	CHECK_LINE(t, "sockredir_workers 2");
+	CHECK_LINE(t, "# TYPE sockredir_connections_kept gauge");
+	CHECK_LINE(t, "sockredir_connections_kept 3");
+	CHECK_LINE(t, "# TYPE sockredir_connections_restored_total counter");
+	CHECK_LINE(t, "sockredir_connections_restored_total 11");
+	CHECK_LINE(t, "# TYPE sockredir_connections_restore_closed_total counter");
+	CHECK_LINE(t, "sockredir_connections_restore_closed_total 12");
+	CHECK_LINE(t, "# TYPE sockredir_fdstore_fds gauge");
+	CHECK_LINE(t, "sockredir_fdstore_fds 13");
 	CHECK_LINE(t, "sockredir_kernel_redirect_failures_total 7");
 	CHECK_LINE(t, "sockredir_kernel_held_skbs_total 8");
 	CHECK_LINE(t, "sockredir_kernel_drain_checks_total 1203");
@@ -379,6 +391,14 @@ static void test_openmetrics(void)
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"kernel\"} 8388688");
 	CHECK_LINE(t, "# TYPE sockredir_connections_open gauge");
 	CHECK_LINE(t, "sockredir_connections_open 3");
+	CHECK_LINE(t, "# TYPE sockredir_connections_kept gauge");
+	CHECK_LINE(t, "sockredir_connections_kept 3");
+	CHECK_LINE(t, "# TYPE sockredir_connections_restored counter");
+	CHECK_LINE(t, "sockredir_connections_restored_total 11");
+	CHECK_LINE(t, "# TYPE sockredir_connections_restore_closed counter");
+	CHECK_LINE(t, "sockredir_connections_restore_closed_total 12");
+	CHECK_LINE(t, "# TYPE sockredir_fdstore_fds gauge");
+	CHECK_LINE(t, "sockredir_fdstore_fds 13");
 	CHECK_LINE(t, "# TYPE sockredir_connect_duration_seconds histogram");
 	CHECK_LINE(t, "# UNIT sockredir_connect_duration_seconds seconds");
 	CHECK_LINE(t, "sockredir_backend_up{" ODD_LABELS "} 0");
@@ -436,6 +456,10 @@ static void test_instances(void)
 		CHECK_LINE(
 			t,
 			"sockredir_info{name=\"api@2\",version=\"0.1.0\",mode=\"splice\",dispatch=\"splice\"} 1");
+		CHECK_LINE(t, "sockredir_connections_kept{name=\"web\"} 3");
+		CHECK_LINE(t, "sockredir_connections_kept{name=\"api@2\"} 0");
+		CHECK_LINE(t, "sockredir_connections_restored_total{name=\"web\"} 11");
+		CHECK_LINE(t, "sockredir_fdstore_fds{name=\"api@2\"} 0");
 		CHECK_LINE(t, "sockredir_kernel_held_skbs_total{name=\"web\"} 8");
 		CHECK_NO(t, "sockredir_kernel_held_skbs_total{name=\"api@2\"}");
 		CHECK_LINE(

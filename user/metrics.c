@@ -264,6 +264,26 @@ static void write_open(struct writer *w, const struct metrics_input *in)
 	sample(w, NULL, NULL, 0, LOAD(in->proxy->open));
 }
 
+static void write_kept(struct writer *w, const struct metrics_input *in)
+{
+	sample(w, NULL, NULL, 0, LOAD(in->proxy->kept));
+}
+
+static void write_restored(struct writer *w, const struct metrics_input *in)
+{
+	sample(w, NULL, NULL, 0, LOAD(in->proxy->restored));
+}
+
+static void write_restore_closed(struct writer *w, const struct metrics_input *in)
+{
+	sample(w, NULL, NULL, 0, LOAD(in->proxy->restore_closed));
+}
+
+static void write_store_fds(struct writer *w, const struct metrics_input *in)
+{
+	sample(w, NULL, NULL, 0, LOAD(in->proxy->store_fds));
+}
+
 /* One series per mover that exists: splice always, the kernel and by hand on the kernel path. */
 static void write_bytes(struct writer *w, const struct metrics_input *in)
 {
@@ -421,6 +441,20 @@ static const struct family families[] = {
 	  "Client connections accepted.", write_accepted },
 	{ "sockredir_connections_open", FAMILY_GAUGE, NULL, NEEDS_PROXY, "Connections open now.",
 	  write_open },
+	{ "sockredir_connections_kept", FAMILY_GAUGE, NULL, NEEDS_PROXY,
+	  "Connections whose fds are in systemd's fd store now, to outlive a restart or a crash.",
+	  write_kept },
+	{ "sockredir_connections_restored", FAMILY_COUNTER, NULL, NEEDS_PROXY,
+	  "Connections taken over from the previous process, kept across a restart or a crash.",
+	  write_restored },
+	{ "sockredir_connections_restore_closed", FAMILY_COUNTER, NULL, NEEDS_PROXY,
+	  "Kept connections that could not be taken over from the previous process: closed with "
+	  "a FIN.",
+	  write_restore_closed },
+	{ "sockredir_fdstore_fds", FAMILY_GAUGE, NULL, NEEDS_PROXY,
+	  "fds sockredir holds in systemd's fd store now, for its connections and its BPF maps; "
+	  "FileDescriptorStoreMax= bounds them.",
+	  write_store_fds },
 	{ "sockredir_bytes", FAMILY_COUNTER, "bytes", NEEDS_PROXY,
 	  "Bytes moved, by direction (up: client to backend) and mover: kernel (sockmap redirect), "
 	  "splice (userspace), by_hand (on the kernel path, bytes queued before it took over or "

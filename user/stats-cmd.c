@@ -224,6 +224,9 @@ static void print_text(const struct instance_stats *st)
 	printf("  setup         %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64
 	       " reloads (%" PRIu64 " failed)\n",
 	       U(p->peek_failed), U(p->idle_closed), U(p->reloads), U(p->reloads_failed));
+	printf("  fd store      %" PRIu64 " connections kept, %" PRIu64 " restored, %" PRIu64
+	       " closed on restore; %" PRIu64 " fds stored\n",
+	       U(p->kept), U(p->restored), U(p->restore_closed), U(p->store_fds));
 }
 
 static void print_json(const struct instance_stats *st, bool first)
@@ -253,10 +256,13 @@ static void print_json(const struct instance_stats *st, bool first)
 	printf(",\"kernel_sockets\":%" PRIu64 ",\"redirect_failed\":%" PRIu64
 	       ",\"peer_missing\":%" PRIu64 ",\"held_skbs\":%" PRIu64 ",\"empty_dropped\":%" PRIu64
 	       ",\"drain_checks\":%" PRIu64 ",\"peek_failed\":%" PRIu64 ",\"idle_closed\":%" PRIu64
-	       ",\"reloads\":%" PRIu64 ",\"reloads_failed\":%" PRIu64 "}",
+	       ",\"reloads\":%" PRIu64 ",\"reloads_failed\":%" PRIu64,
 	       st->peers, U(k->redirect_failed), U(k->peer_missing), U(k->held),
 	       U(k->empty_dropped), U(p->drain_checks), U(p->peek_failed), U(p->idle_closed),
 	       U(p->reloads), U(p->reloads_failed));
+	printf(",\"kept\":%" PRIu64 ",\"restored\":%" PRIu64 ",\"restore_closed\":%" PRIu64
+	       ",\"store_fds\":%" PRIu64 "}",
+	       U(p->kept), U(p->restored), U(p->restore_closed), U(p->store_fds));
 }
 
 /*

@@ -38,21 +38,44 @@ static const char *format_bytes(uint64_t n, char *buf, size_t size)
 	return buf;
 }
 
+/*
+ * "; 12 kept across restarts, 3 restored, 1 closed on restore", each part only when it is not
+ * zero, so that an instance without the fd store says nothing of it; "" when all are. At most
+ * 114 characters (three 20-digit numbers and their words), which the 512 of STATUS= allow for
+ * beside a 191-character path status and the rest.
+ */
+static void format_restarts(const struct sr_proxy_stats *s, char *buf, size_t size)
+{
+	uint64_t kept = s->kept, restored = s->restored, closed = s->restore_closed;
+	size_t n = 0;
+
+	buf[0] = 0;
+	if (kept)
+		n += snprintf(buf + n, size - n, "; %" PRIu64 " kept across restarts", kept);
+	if (restored || closed)
+		n += snprintf(buf + n, size - n, "%s%" PRIu64 " restored", n ? ", " : "; ",
+			      restored);
+	if (closed)
+		snprintf(buf + n, size - n, ", %" PRIu64 " closed on restore", closed);
+}
+
 void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats *k,
 			 const char *path_status, char *buf, size_t size)
 {
-	char down[32], up[32];
+	char down[32], up[32], restarts[128];
 
+	format_restarts(s, restarts, sizeof(restarts));
 	snprintf(buf, size,
 		 "%s: %" PRIu64 " open, %" PRIu64 " accepted (%" PRIu64 " kernel path, %" PRIu64
-		 " splice); %s down, %s up",
+		 " splice); %s down, %s up%s",
 		 path_status, U(s->open), U(s->accepted), U(s->kernel), fallbacks(s),
 		 format_bytes(k->bytes[SR_DIR_DOWN] + s->spliced_bytes[SR_DIR_DOWN] +
 				      s->flushed_bytes,
 			      down, sizeof(down)),
 		 format_bytes(k->bytes[SR_DIR_UP] + s->spliced_bytes[SR_DIR_UP] +
 				      s->flushed_bytes_up,
-			      up, sizeof(up)));
+			      up, sizeof(up)),
+		 restarts);
 }
 
 void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k)
@@ -74,6 +97,12 @@ void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k
 		 U(k->bytes[SR_DIR_DOWN]), U(k->bytes[SR_DIR_UP]), U(s->spliced_bytes[SR_DIR_UP]),
 		 U(s->spliced_bytes[SR_DIR_DOWN]), U(s->flushed_bytes + s->flushed_bytes_up),
 		 U(s->drain_checks), U(k->redirect_failed), U(k->held));
+	/* Only where the fd store was used, as in STATUS=. */
+	if (s->kept || s->restored || s->restore_closed)
+		log_info("Restarts: %" PRIu64 " connections kept in the fd store, %" PRIu64
+			 " restored from the previous process, %" PRIu64
+			 " closed on restore; %" PRIu64 " fds stored.",
+			 U(s->kept), U(s->restored), U(s->restore_closed), U(s->store_fds));
 }
 
 int stats_runtime_new(const char *name, const char *path_status, struct stats_runtime *ret)

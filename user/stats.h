@@ -73,11 +73,12 @@ static inline const char *stats_fallback_name(enum sr_fallback_reason r)
 
 /*
  * One line for STATUS=: "PATH: N open, M accepted (K kernel path, F splice); X down, Y up", from
- * the proxy's counters and the kernel path's (zeros without it).
+ * the proxy's counters and the kernel path's (zeros without it). Then, only when not zero,
+ * "; N kept across restarts, M restored, C closed on restore" (the fd store).
  */
 void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats *k,
 			 const char *path_status, char *buf, size_t size);
-/* Log the totals, at info level. */
+/* Log the totals, at info level; the fd store's only when it kept or restored connections. */
 void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k);
 
 #endif /* SR_STATS_H */
