@@ -3,9 +3,11 @@
 # --workers under a real systemd (252, PID 1 in a container), with the shipped units plus only
 # /etc/sockredir/w.conf (which sets workers = 2) and the listen drop-in:
 #
-# - the main pid is the supervisor, and it alone talks to systemd: READY=1 (systemctl start
-#   returns), STATUS= and WATCHDOG=1 arrive under the unit's NotifyAccess=main, and the journal
-#   has no refused notification;
+# - the main pid is the supervisor, and it alone talks to systemd about the instance: READY=1
+#   (systemctl start returns), STATUS= and WATCHDOG=1 arrive under NotifyAccess=main (a drop-in:
+#   the unit ships NotifyAccess=all, which workers need to store their connections' fds, see
+#   t-systemd-keep.sh), the journal has no refused notification, and sockredir says that with
+#   NotifyAccess=main connections will not survive a restart;
 # - both workers serve, every byte right, on the kernel path;
 # - systemctl reload returns once both workers have reloaded;
 # - systemctl stop sends SIGTERM to every process of the unit (KillMode=control-group): a
@@ -20,6 +22,8 @@ U=sockredir@w.service
 sd_backend be-app /run/app/app.sock echo
 printf 'backend = /run/app/app.sock\nworkers = 2\n' | ct_write /etc/sockredir/w.conf 0644
 sd_instance w $P
+printf '[Service]\nNotifyAccess=main\n' | ct_write /etc/systemd/system/$U.d/notify-main.conf 0644
+ct_systemctl daemon-reload
 ct_systemctl start "$U" || fail "systemctl start $U failed"
 
 # The supervisor and its two workers, all in the unit's cgroup.
@@ -65,6 +69,8 @@ result=$(ct_systemctl show -P Result "$U")
 [ "$result" = success ] || fail "$U ended with Result=$result"
 ct test ! -e /sys/fs/bpf/sockredir/w || fail "pins left in /sys/fs/bpf/sockredir/w after stop"
 
+grep -q 'with --workers, each worker stores its own, which systemd accepts only with NotifyAccess=all' \
+	"$T/journal.txt" || fail "no word that connections won't survive a restart under NotifyAccess=main"
 # Nothing refused: every notification came from the main pid.
 ct_journal "$U" -o cat >"$T/journal.txt"
 ! grep -i 'reception only permitted for main PID' "$T/journal.txt" ||

@@ -40,6 +40,7 @@ struct fdstore {
 	struct sockaddr_un addr;
 	socklen_t addr_len;
 	unsigned max;
+	bool notify_all;
 };
 
 /*
@@ -166,12 +167,14 @@ static int bus_own_unit(sd_bus *bus, uint64_t deadline, char **ret_path)
 	return 0;
 }
 
-static int read_fd_store_max(uint64_t timeout, unsigned *ret_max)
+static int read_fd_store_max(uint64_t timeout, unsigned *ret_max, bool *ret_notify_all)
 {
 	_cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL,
+							*access_reply = NULL;
 	_cleanup_free_ char *unit = NULL;
 	uint64_t deadline = now_usec() + timeout;
+	const char *access;
 	uint32_t max;
 	int r;
 
@@ -188,7 +191,16 @@ static int read_fd_store_max(uint64_t timeout, unsigned *ret_max)
 	r = sd_bus_message_read(reply, "u", &max);
 	if (r < 0)
 		return log_debug_errno(r, "Failed to parse FileDescriptorStoreMax of %s: %m", unit);
+	/* Workers store their own connections: systemd takes that only with NotifyAccess=all. */
+	r = bus_get_property(bus, unit, "org.freedesktop.systemd1.Service", "NotifyAccess", "s",
+			     deadline, &access_reply);
+	if (r < 0)
+		return log_debug_errno(r, "Failed to read NotifyAccess of %s: %m", unit);
+	r = sd_bus_message_read(access_reply, "s", &access);
+	if (r < 0)
+		return log_debug_errno(r, "Failed to parse NotifyAccess of %s: %m", unit);
 	*ret_max = max;
+	*ret_notify_all = streq(access, "all");
 	return 0;
 }
 
@@ -201,6 +213,7 @@ int fdstore_open(struct fdstore **ret, const char **ret_why)
 	socklen_t addr_len;
 	const char *e;
 	unsigned max = 0;
+	bool notify_all = false;
 	int r;
 
 	e = getenv("NOTIFY_SOCKET");
@@ -217,7 +230,7 @@ int fdstore_open(struct fdstore **ret, const char **ret_why)
 		return 0;
 	}
 
-	r = read_fd_store_max(BUS_OPEN_TIMEOUT, &max);
+	r = read_fd_store_max(BUS_OPEN_TIMEOUT, &max, &notify_all);
 	if (r == -ENOMEM)
 		return r;
 	if (r < 0) {
@@ -235,7 +248,9 @@ int fdstore_open(struct fdstore **ret, const char **ret_why)
 	s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	*s = (struct fdstore){ .addr = addr, .addr_len = addr_len, .max = max };
+	*s = (struct fdstore){
+		.addr = addr, .addr_len = addr_len, .max = max, .notify_all = notify_all
+	};
 	*ret = s;
 	*ret_why = NULL;
 	return 1;
@@ -244,6 +259,11 @@ int fdstore_open(struct fdstore **ret, const char **ret_why)
 unsigned fdstore_max(const struct fdstore *s)
 {
 	return s->max;
+}
+
+bool fdstore_notify_access_all(const struct fdstore *s)
+{
+	return s->notify_all;
 }
 
 struct fdstore *fdstore_free(struct fdstore *s)

@@ -31,6 +31,8 @@ struct fdstore;
  */
 int fdstore_open(struct fdstore **ret, const char **ret_why);
 unsigned fdstore_max(const struct fdstore *s);
+/* NotifyAccess=all: processes other than the main one (workers) may store fds too. */
+bool fdstore_notify_access_all(const struct fdstore *s);
 /*
  * Store n fds under name (FDSTORE=1, FDNAME=name), at most 253 per datagram (SCM_MAX_FD; more
  * go in several datagrams under the same name); poll false adds FDPOLL=0 (systemd 252 then does

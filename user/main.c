@@ -166,6 +166,13 @@ static int setup_fd_store(struct proxy *p, struct bpf_state *bpf)
 			 why);
 		return 0;
 	}
+	if (p->opts->workers > 1 && !fdstore_notify_access_all(p->store)) {
+		log_warning("Connections will not survive a restart or a crash: with --workers, "
+			    "each worker stores its own, which systemd accepts only with "
+			    "NotifyAccess=all.");
+		p->store = fdstore_free(p->store);
+		return 0;
+	}
 	log_debug("systemd's fd store holds up to %u fds for us.", fdstore_max(p->store));
 	if (!bpf || bpf_state_fds(bpf, &fds, &names, &n) < 0)
 		return 0;
