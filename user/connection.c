@@ -541,14 +541,15 @@ int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
 	return 0;
 }
 
-static void restore_flow(struct connection *c, struct flow *f, bool kernel, uint64_t kernel_bytes,
-			 struct sr_pipe *pipe)
+static void restore_flow(struct connection *c, struct flow *f, struct connection_restore *r)
 {
+	enum sr_direction d = f->dir;
+	struct sr_pipe *pipe = TAKE_PTR(r->pipe[d]);
 	int n = 0;
 
-	f->kernel = kernel;
-	if (kernel)
-		f->bytes = kernel_bytes;
+	f->kernel = d == SR_DIR_UP ? r->up_kernel : r->down_kernel;
+	if (f->kernel)
+		f->bytes = r->kernel_bytes[d];
 	if (pipe) {
 		f->pipe = pipe;
 		f->pipe_kept = true;
@@ -556,7 +557,30 @@ static void restore_flow(struct connection *c, struct flow *f, bool kernel, uint
 		if (ioctl(pipe->fd[0], FIONREAD, &n) == 0 && n > 0)
 			f->in_pipe = (size_t)n;
 	}
+	if (d == SR_DIR_UP && r->up_idle)
+		return;
+	if (r->settling[d]) {
+		/* The bytes read by hand come before any the flow reads from now on. */
+		f->buf = TAKE_PTR(r->held[d]);
+		f->buf_len = r->held_len[d];
+		flow_set_state(f, FLOW_SETTLING);
+		return;
+	}
 	flow_set_state(f, FLOW_OPEN);
+}
+
+static void restore_free(struct connection_restore *r)
+{
+	safe_close(r->client_fd);
+	safe_close(r->backend_fd);
+	for (int d = 0; d < _SR_DIR_MAX; d++) {
+		if (r->pipe[d]) {
+			safe_close(r->pipe[d]->fd[0]);
+			safe_close(r->pipe[d]->fd[1]);
+			free(r->pipe[d]);
+		}
+		free(r->held[d]);
+	}
 }
 
 int connection_restore(struct connections *cs, struct connection_restore *r,
@@ -567,27 +591,22 @@ int connection_restore(struct connections *cs, struct connection_restore *r,
 
 	c = connection_alloc(cs, r->client_fd, r->client_is_unix);
 	if (!c) {
-		safe_close(r->client_fd);
-		safe_close(r->backend_fd);
-		for (int d = 0; d < _SR_DIR_MAX; d++)
-			if (r->pipe[d]) {
-				safe_close(r->pipe[d]->fd[0]);
-				safe_close(r->pipe[d]->fd[1]);
-				free(r->pipe[d]);
-			}
+		restore_free(r);
 		return -ENOMEM;
 	}
-	c->backend.fd = r->backend_fd;
+	r->client_fd = -EBADF;
+	c->backend.fd = TAKE_FD(r->backend_fd);
 	c->backend.is_unix = r->backend_is_unix;
 	c->phase = PHASE_RUN;
 	c->last_active = c->accepted_at;
-	restore_flow(c, &c->up, r->up_kernel, r->kernel_bytes[SR_DIR_UP], r->pipe[SR_DIR_UP]);
-	restore_flow(c, &c->down, r->down_kernel, r->kernel_bytes[SR_DIR_DOWN],
-		     r->pipe[SR_DIR_DOWN]);
+	restore_flow(c, &c->up, r);
+	restore_flow(c, &c->down, r);
+	restore_free(r);
 
 	if (r->down_kernel || r->up_kernel) {
 		k = cs->movers.bpf ? kernel_path_adopt(&cs->movers, &c->client, &c->backend,
-						       r->down_kernel, r->up_kernel) :
+						       r->down_kernel, r->up_kernel,
+						       &c->down.holding, &c->up.holding) :
 				     -EOPNOTSUPP;
 		if (k < 0) {
 			/* A clean close: the earlier process's copies in the store stay open. */

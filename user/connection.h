@@ -125,6 +125,15 @@ struct connection_restore {
 	bool down_kernel, up_kernel;	     /* which flows moved in the kernel */
 	uint64_t kernel_bytes[_SR_DIR_MAX]; /* a kernel flow's bytes moved by hand (flow.bytes) */
 	struct sr_pipe *pipe[_SR_DIR_MAX];  /* a spliced flow's own pipe, bytes in it, or NULL */
+	/*
+	 * A kernel flow that was settling (moving queued bytes by hand) resumes that, with the
+	 * bytes it had read and not yet written (held, HELD_BUF_MAX bytes of malloc()ed buffer,
+	 * taken over). With --kernel-upload the upload then waits, not started (up_idle).
+	 */
+	bool settling[_SR_DIR_MAX];
+	uint8_t *held[_SR_DIR_MAX];
+	size_t held_len[_SR_DIR_MAX];
+	bool up_idle;
 };
 
 /*

@@ -88,6 +88,16 @@ enum {
 	KEEP_UP_KERNEL = 1 << 3,
 	KEEP_UP_PIPE = 1 << 4,
 	KEEP_DOWN_PIPE = 1 << 5,
+	/*
+	 * Only at a restart: a kernel flow that is moving queued bytes by hand (see flow_settle())
+	 * resumes that; the bytes it had read and not yet written follow in a memfd (HELD). With
+	 * --kernel-upload the upload has not started yet meanwhile (UP_IDLE).
+	 */
+	KEEP_UP_SETTLING = 1 << 6,
+	KEEP_DOWN_SETTLING = 1 << 7,
+	KEEP_UP_HELD = 1 << 8,
+	KEEP_DOWN_HELD = 1 << 9,
+	KEEP_UP_IDLE = 1 << 10,
 };
 
 /* One connection in a bag; its fds follow in the same message, in this order. */
@@ -270,6 +280,32 @@ static void on_kept_free(struct connection *c)
 		bag_drop(b);
 }
 
+/* A kernel flow moving bytes by hand: settling, or reading the last ones at EOF. */
+static bool flow_settling(const struct flow *f)
+{
+	return f->kernel && (f->state == FLOW_SETTLING || f->buf_len > f->buf_off);
+}
+
+/* The bytes a settling flow has read and not yet written, in a memfd; -EBADF if none. */
+static int held_memfd(const struct flow *f)
+{
+	size_t len = f->buf_len - f->buf_off;
+	int fd;
+
+	if (len == 0)
+		return -EBADF;
+	fd = memfd_create("sockredir-held", MFD_CLOEXEC);
+	if (fd < 0)
+		return negative_errno();
+	if (write(fd, f->buf + f->buf_off, len) != (ssize_t)len) {
+		int r = errno ? negative_errno() : -EIO;
+
+		safe_close(fd);
+		return r;
+	}
+	return fd;
+}
+
 /* Can c go into a bag now? all: for a hand-over, whatever its age, and those in setup too. */
 static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool all, uint64_t now)
 {
@@ -282,12 +318,18 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 			       KEEP_FRESH :
 			       0;
 	/*
-	 * Bytes read by hand while a download settles live only in this process: such a
-	 * connection waits until it has settled (the upload starts only then, with
-	 * --kernel-upload).
+	 * Bytes read by hand while a download settles live only in this process, and change all
+	 * the time: such a connection is kept only at a restart, when this process is done with
+	 * them (the upload starts only after the download settled, with --kernel-upload).
 	 */
 	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
-		if (f->state == FLOW_IDLE || f->state == FLOW_SETTLING || f->buf_len > f->buf_off)
+		if (flow_settling(f) || (f->state == FLOW_IDLE && f == &c->up &&
+					 flow_settling(&c->down))) {
+			if (!all)
+				return 0;
+			continue;
+		}
+		if (f->state == FLOW_IDLE)
 			return 0;
 		if (!f->kernel && splice_flow_keep_pipe(m, f) < 0)
 			return 0;
@@ -295,10 +337,15 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 	return KEEP_RUN;
 }
 
-static unsigned entry_fill(struct connection *c, enum keep_kind kind, struct keep_entry *e,
-			   int *fds)
+/*
+ * The entry and the fds of c. A memfd made for held bytes is also in ret_made, for the caller to
+ * close once the message is sent. Returns how many fds, or negative errno.
+ */
+static int entry_fill(struct connection *c, enum keep_kind kind, struct keep_entry *e, int *fds,
+		      int *ret_made, unsigned *ret_n_made)
 {
 	unsigned n = 0;
+	int fd;
 
 	*e = (struct keep_entry){ .conn_id = c->id, .kind = kind };
 	fds[n++] = c->client.fd;
@@ -309,23 +356,34 @@ static unsigned entry_fill(struct connection *c, enum keep_kind kind, struct kee
 	}
 	fds[n++] = c->backend.fd;
 	e->flags |= c->backend.is_unix ? KEEP_BACKEND_UNIX : 0;
-	if (c->up.kernel) {
-		e->flags |= KEEP_UP_KERNEL;
-		e->kernel_bytes[SR_DIR_UP] = c->up.bytes;
-	} else {
-		e->flags |= KEEP_UP_PIPE;
-		fds[n++] = c->up.pipe->fd[0];
-		fds[n++] = c->up.pipe->fd[1];
+	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
+		bool up = f == &c->up;
+
+		if (f->state == FLOW_IDLE) {
+			e->flags |= KEEP_UP_IDLE; /* only the upload waits (keep_kind_of()) */
+			continue;
+		}
+		if (!f->kernel) {
+			e->flags |= up ? KEEP_UP_PIPE : KEEP_DOWN_PIPE;
+			fds[n++] = f->pipe->fd[0];
+			fds[n++] = f->pipe->fd[1];
+			continue;
+		}
+		e->flags |= up ? KEEP_UP_KERNEL : KEEP_DOWN_KERNEL;
+		e->kernel_bytes[f->dir] = f->bytes;
+		if (!flow_settling(f))
+			continue;
+		e->flags |= up ? KEEP_UP_SETTLING : KEEP_DOWN_SETTLING;
+		fd = held_memfd(f);
+		if (fd == -EBADF)
+			continue;
+		if (fd < 0)
+			return fd;
+		e->flags |= up ? KEEP_UP_HELD : KEEP_DOWN_HELD;
+		fds[n++] = ret_made[(*ret_n_made)++] = fd;
 	}
-	if (c->down.kernel) {
-		e->flags |= KEEP_DOWN_KERNEL;
-		e->kernel_bytes[SR_DIR_DOWN] = c->down.bytes;
-	} else {
-		e->flags |= KEEP_DOWN_PIPE;
-		fds[n++] = c->down.pipe->fd[0];
-		fds[n++] = c->down.pipe->fd[1];
-	}
-	return e->n_fds = n;
+	e->n_fds = n;
+	return (int)n;
 }
 
 static int bag_send(int fd, const struct keep_entry *entries, size_t n_entries, const int *fds,
@@ -397,8 +455,9 @@ static int keep_bag_batch(struct keep *k, struct keep_batch *batch, size_t from)
 {
 	struct keep_record *rec = k->own;
 	struct keep_entry entries[KEEP_FDS_PER_MSG / 2];
-	int fds[KEEP_FDS_PER_MSG], pair[2], size = INT32_MAX;
+	int fds[KEEP_FDS_PER_MSG], made[KEEP_FDS_PER_MSG], pair[2], size = INT32_MAX;
 	size_t n_entries = 0, n_fds = 0, i, sent = from, gen0;
+	unsigned n_made = 0;
 	struct keep_bag *b;
 	int r;
 
@@ -413,15 +472,12 @@ static int keep_bag_batch(struct keep *k, struct keep_batch *batch, size_t from)
 		int efds[KEEP_ENTRY_FDS_MAX];
 		unsigned n = 0;
 
-		if (i < batch->n) {
-			n = entry_fill(batch->conns[i], batch->kinds[i], &e, efds);
-			e.generation = gen0 + (i - from);
-			e.slot = batch->conns[i]->keep_slot;
-		}
-		/* Send what is pending when this entry would not fit, or at the end. */
-		if (n_entries > 0 && (i == batch->n || n_fds + n > KEEP_FDS_PER_MSG ||
+		/* Send what is pending when the next entry might not fit, or at the end. */
+		if (n_entries > 0 && (i == batch->n || n_fds + KEEP_ENTRY_FDS_MAX > KEEP_FDS_PER_MSG ||
 				      n_entries == ELEMENTSOF(entries))) {
 			r = bag_send(pair[1], entries, n_entries, fds, n_fds);
+			while (n_made > 0)
+				safe_close(made[--n_made]);
 			if (r == -EAGAIN || r == -ENOBUFS)
 				break; /* the bag is full: the rest go into the next one */
 			if (r < 0) {
@@ -431,6 +487,23 @@ static int keep_bag_batch(struct keep *k, struct keep_batch *batch, size_t from)
 			}
 			sent = i;
 			n_entries = n_fds = 0;
+		}
+		if (i < batch->n) {
+			r = entry_fill(batch->conns[i], batch->kinds[i], &e, efds, made, &n_made);
+			if (r < 0) {
+				/* Stop here: what is before goes in, the rest waits. */
+				if (n_entries > 0) {
+					r = bag_send(pair[1], entries, n_entries, fds, n_fds);
+					if (r >= 0)
+						sent = i;
+				}
+				while (n_made > 0)
+					safe_close(made[--n_made]);
+				break;
+			}
+			n = (unsigned)r;
+			e.generation = gen0 + (i - from);
+			e.slot = batch->conns[i]->keep_slot;
 		}
 		if (i == batch->n)
 			break;
@@ -733,6 +806,32 @@ static int take_pipe(int *fds, unsigned *i, struct sr_pipe **ret)
 	return 0;
 }
 
+/* Held bytes of a settling flow, from their memfd, into a buffer the flow can read on into. */
+static int take_held(int *fds, unsigned *i, uint8_t **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = TAKE_FD(fds[*i]);
+	struct stat st;
+	uint8_t *buf;
+	ssize_t n;
+
+	(*i)++;
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	if (st.st_size <= 0 || st.st_size > HELD_BUF_MAX)
+		return -EBADMSG;
+	buf = malloc(HELD_BUF_MAX);
+	if (!buf)
+		return -ENOMEM;
+	n = pread(fd, buf, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		free(buf);
+		return n < 0 ? negative_errno() : -EIO;
+	}
+	*ret = buf;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
 static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_entry *e,
 			  int *fds, bool kernel_ok, keep_fresh_fn fresh, void *userdata,
 			  struct restore_counts *counts)
@@ -790,13 +889,34 @@ static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_
 	cr.down_kernel = e->flags & KEEP_DOWN_KERNEL;
 	cr.up_kernel = e->flags & KEEP_UP_KERNEL;
 	memcpy(cr.kernel_bytes, e->kernel_bytes, sizeof(cr.kernel_bytes));
+	cr.settling[SR_DIR_UP] = e->flags & KEEP_UP_SETTLING;
+	cr.settling[SR_DIR_DOWN] = e->flags & KEEP_DOWN_SETTLING;
+	cr.up_idle = e->flags & KEEP_UP_IDLE;
+	/* In entry_fill()'s order: the upload's pipe or held bytes, then the download's. */
 	r = 0;
 	if (e->flags & KEEP_UP_PIPE)
 		r = take_pipe(fds, &i, &cr.pipe[SR_DIR_UP]);
+	if (r >= 0 && (e->flags & KEEP_UP_HELD))
+		r = take_held(fds, &i, &cr.held[SR_DIR_UP], &cr.held_len[SR_DIR_UP]);
 	if (r >= 0 && (e->flags & KEEP_DOWN_PIPE))
 		r = take_pipe(fds, &i, &cr.pipe[SR_DIR_DOWN]);
+	if (r >= 0 && (e->flags & KEEP_DOWN_HELD))
+		r = take_held(fds, &i, &cr.held[SR_DIR_DOWN], &cr.held_len[SR_DIR_DOWN]);
 	if (r >= 0)
 		r = connection_restore(k->cs, &cr, &c);
+	else {
+		/* What connection_restore() would have taken over, and a clean close. */
+		close_fds(fds, 2, true);
+		close_fds(fds + i, e->n_fds - i, false);
+		for (int d = 0; d < _SR_DIR_MAX; d++) {
+			if (cr.pipe[d]) {
+				safe_close(cr.pipe[d]->fd[0]);
+				safe_close(cr.pipe[d]->fd[1]);
+				free(cr.pipe[d]);
+			}
+			free(cr.held[d]);
+		}
+	}
 	if (r < 0) {
 		slot_free(rec, e->slot);
 		counts->closed++;

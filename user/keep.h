@@ -48,9 +48,9 @@ int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share,
 
 /*
  * Exiting for a restart: keep every connection now, those in setup as client sockets to set up
- * again, and mark the set as handing over (see struct connections). *ret_left: connections that
- * could not be kept (a download still being settled by hand, or the store refused), which close
- * on exit.
+ * again, and a download being settled by hand with the bytes it holds; then mark the set as
+ * handing over (see struct connections). *ret_left: connections that could not be kept (the
+ * store refused, out of memory or fds), which close on exit.
  */
 int keep_hand_over(struct keep *k, unsigned *ret_kept, unsigned *ret_left);
 

@@ -21,8 +21,6 @@
 #include "log.h"
 #include "stats.h"
 
-/* Largest buffer of by-hand bytes per flow; past it, writing comes before more reading. */
-#define HELD_BUF_MAX (1024 * 1024)
 
 static int sock_cookie(int fd, uint64_t *ret)
 {
@@ -204,7 +202,8 @@ void kernel_path_forget(struct movers *m, struct end *client, struct end *backen
 	backend->has_peer = client->has_peer = false;
 }
 
-int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up)
+int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up,
+		      bool *ret_hold_down, bool *ret_hold_up)
 {
 	struct sr_peer peer;
 	int r;
@@ -227,6 +226,7 @@ int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend,
 		if (peer.peer_cookie != client->cookie || peer.dir != SR_DIR_DOWN)
 			return -ESTALE;
 		backend->has_peer = backend->in_verdict = client->in_targets = true;
+		*ret_hold_down = peer.flags & SR_PEER_HOLD;
 	}
 	if (up) {
 		r = bpf_peer_get(m->bpf, client->cookie, &peer);
@@ -235,6 +235,7 @@ int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend,
 		if (!down || peer.peer_cookie != backend->cookie || peer.dir != SR_DIR_UP)
 			return -ESTALE;
 		client->has_peer = client->in_verdict = backend->in_targets = true;
+		*ret_hold_up = peer.flags & SR_PEER_HOLD;
 	}
 	return 0;
 }

@@ -23,9 +23,10 @@ void kernel_path_forget(struct movers *m, struct end *client, struct end *backen
  * A connection an earlier process kept (keep.c): read the cookies, check that its sr_peers
  * entries still pair these two sockets (down: the download moves in the kernel, up: the upload
  * too), and mark the ends as in the maps. -ENOENT or -ESTALE if the entries are gone or another
- * pair's.
+ * pair's. *ret_hold_*: SR_PEER_HOLD is set (the flow was settling), written only for that flow.
  */
-int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up);
+int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend, bool down, bool up,
+		      bool *ret_hold_down, bool *ret_hold_up);
 /*
  * Take a closed connection's sockets out of the sockhashes. Needed only when something else
  * (systemd's fd store) holds them open, which would keep them in the maps; their flows are over,

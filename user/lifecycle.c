@@ -136,8 +136,7 @@ static void hand_over(struct proxy *p)
 		log_warning_errno(r, "Failed to keep every connection in the fd store: %m");
 	if (left > 0)
 		log_warning("Restart: %u connection(s) handed over to the next process; %u could not "
-			    "be kept (a download still settled by hand, or the fd store refused "
-			    "them) and close now.",
+			    "be kept and close now.",
 			    kept, left);
 	else
 		log_info("Restart: %u connection(s) handed over to the next process.", kept);

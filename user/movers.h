@@ -25,6 +25,9 @@ struct movers {
 	struct pipe_pool pipes;
 };
 
+/* Largest buffer of by-hand bytes per flow (flow.buf); past it, writing comes before reading. */
+#define HELD_BUF_MAX (1024 * 1024)
+
 /* Out of fds (for a pipe or a backend socket): try again after this. */
 #define FD_RETRY (50 * USEC_PER_MSEC)
 
