@@ -22,9 +22,15 @@
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
-static void end_close(struct end *e)
+static void end_close(struct end *e, bool held_elsewhere)
 {
-	/* close() takes the fd out of the epoll set by itself. */
+	/*
+	 * close() takes the fd out of the epoll set by itself only when it drops the last reference
+	 * to the socket. Another one, in systemd's fd store, would leave the set reporting events
+	 * for a freed connection.
+	 */
+	if (held_elsewhere && e->events != 0)
+		(void)connection_watch(e, 0);
 	e->fd = safe_close(e->fd);
 	e->events = 0;
 }
@@ -34,6 +40,7 @@ static void connection_free(struct connection *c)
 	struct connections *cs = c->set;
 
 	bool left_for_next = c->keep_bag && cs->handing_over;
+	bool shared = c->keep_bag || c->held_elsewhere; /* systemd's store has its sockets too */
 
 	if (cs->setup_free)
 		cs->setup_free(c);
@@ -43,7 +50,7 @@ static void connection_free(struct connection *c)
 	free(c->down.buf);
 	c->timer = sd_event_source_disable_unref(c->timer);
 
-	if ((c->keep_bag || c->held_elsewhere) && !left_for_next) {
+	if (shared && !left_for_next) {
 		/*
 		 * systemd holds these sockets too: close() alone would leave the peers waiting.
 		 * shutdown() sends the FIN (an EOF to a Unix peer) now, whoever holds the fds.
@@ -60,8 +67,8 @@ static void connection_free(struct connection *c)
 	 * Closing takes the sockets out of the sockhashes; the peer entries we remove, unless the
 	 * next process takes the connection over.
 	 */
-	end_close(&c->client);
-	end_close(&c->backend);
+	end_close(&c->client, shared);
+	end_close(&c->backend, shared);
 	if (cs->movers.bpf && !left_for_next)
 		kernel_path_forget(&cs->movers, &c->client, &c->backend);
 

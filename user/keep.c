@@ -699,6 +699,9 @@ int keep_new(struct fdstore *store, struct connections *cs, struct keep **ret)
 	k->records = k->own;
 	r = sd_event_add_time_relative(cs->event, &k->tick, CLOCK_MONOTONIC, KEEP_TICK,
 				       10 * USEC_PER_MSEC, on_keep_tick, k);
+	/* A time source fires once unless turned ON: the tick re-arms itself. */
+	if (r >= 0)
+		r = sd_event_source_set_enabled(k->tick, SD_EVENT_ON);
 	if (r < 0)
 		return log_error_errno(r, "Failed to arm the keep timer: %m");
 	cs->kept_free = on_kept_free;
