@@ -109,13 +109,12 @@ static bool stop_is_restart(struct proxy *p, const struct signalfd_siginfo *si)
 
 	if (!p->keep || si->ssi_signo != SIGTERM)
 		return false;
-	if (p->worker) {
-		/* The supervisor asks systemd. If it is gone, it crashed: the next one takes over. */
-		if (getppid() != p->supervisor_pid)
-			return true;
-		return si->ssi_code == SI_QUEUE && si->ssi_pid == (uint32_t)getppid() &&
-		       si->ssi_int == SR_STOP_RESTART;
-	}
+	/*
+	 * In a worker, the supervisor asks systemd and says so with SR_SIGNAL_HAND_OVER. If it is
+	 * gone, it crashed: the next process takes over.
+	 */
+	if (p->worker)
+		return getppid() != p->supervisor_pid;
 	r = fdstore_stop_is_restart();
 	if (r < 0)
 		log_warning_errno(r,
@@ -143,6 +142,15 @@ static void hand_over(struct proxy *p)
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Restarting: connections kept in the fd store");
 	p->handing_over = true;
 	(void)sd_event_exit(p->event, 0);
+}
+
+static int on_hand_over(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct proxy *p = userdata;
+
+	if (p->keep && !p->handing_over && si->ssi_pid == (uint32_t)getppid())
+		hand_over(p);
+	return 0;
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -349,6 +357,8 @@ static int lifecycle_setup(struct proxy *p)
 		r = sd_event_add_signal(p->event, NULL, SIGINT, on_terminate, p);
 	if (r >= 0)
 		r = sd_event_add_signal(p->event, NULL, SIGHUP, on_reload, p);
+	if (r >= 0 && p->worker)
+		r = sd_event_add_signal(p->event, NULL, SR_SIGNAL_HAND_OVER, on_hand_over, p);
 	if (r < 0)
 		return log_error_errno(r, "Failed to watch signals: %m");
 

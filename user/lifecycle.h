@@ -17,8 +17,14 @@
 enum {
 	SR_STOP_DRAIN = 1, /* stop accepting, let open connections finish */
 	SR_STOP_NOW = 2,   /* a second signal reached the supervisor: close everything */
-	SR_STOP_RESTART = 3, /* `systemctl restart`: keep connections in the fd store and exit */
 };
+
+/*
+ * `systemctl restart`, from the supervisor to its workers: keep every connection in the fd store
+ * and exit. A real-time signal, because those queue: a SIGTERM from the supervisor that arrives
+ * while systemd's own SIGTERM is still pending is merged into it, and its value lost.
+ */
+#define SR_SIGNAL_HAND_OVER SIGRTMIN
 
 /* Serve until SIGTERM/SIGINT and the drain are over. Returns 0 or negative errno (logged). */
 int lifecycle_run(struct proxy *p);

@@ -243,6 +243,7 @@ static int run(int argc, char *argv[])
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SR_SIGNAL_HAND_OVER);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	/* Before the workers fork: they all count into it. */

@@ -132,7 +132,7 @@ static void supervisor_hand_over(struct supervisor *s)
 	log_info("Restart: %u worker(s) hand their connections over to the next process.",
 		 workers_running(s));
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Restarting: connections kept in the fd store");
-	workers_signal(s, SIGTERM, SR_STOP_RESTART);
+	workers_signal(s, SR_SIGNAL_HAND_OVER, 0);
 }
 
 /*
