@@ -91,9 +91,20 @@ setup() {
 wait_for() {
 	local what=$1 secs=$2
 	shift 2
-	local deadline=$((SECONDS + secs))
+	poll "$secs" "$@" || "${WAIT_FOR_FAIL:-fail}" "timed out after ${secs}s waiting for $what"
+}
+
+# since START (an $EPOCHREALTIME): seconds since, 2 decimals.
+since() {
+	awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'
+}
+
+# poll SECS COMMAND...: COMMAND until it succeeds, at most SECS seconds; the status says which.
+poll() {
+	local deadline=$((SECONDS + $1))
+	shift
 	until "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || "${WAIT_FOR_FAIL:-fail}" "timed out after ${secs}s waiting for $what"
+		[ $SECONDS -lt $deadline ] || return 1
 		sleep 0.05
 	done
 }

@@ -196,7 +196,44 @@ fi
 client_fails "sendclose: a flipped last byte" "$A" \
 	'backend reported payload mismatch \(stream offset 4095\)' \
 	--test sendclose --size 4096 --corrupt-at 4095
-stop_backend proto 2
+client_ok "duplex 60 conns x 4 MiB each way, unpaced, every half-close variant" "$A" \
+	--test duplex --conns 60 --parallel 12 --size 4M
+t=$EPOCHREALTIME
+client_ok "duplex 120 conns at once (--barrier), 256 KiB each way over 1 s" "$A" \
+	--test duplex --conns 120 --barrier --size 256K --duration 1000
+secs=$(grep -o 'seconds=[0-9.]*' "$TMP/out" | cut -d= -f2)
+if [[ -n $secs ]] && awk -v s="$secs" 'BEGIN { exit !(s >= 0.95 && s < 5) }'; then
+	pass "  ... and the pace held it to ${secs} s" "-"
+else
+	fail "duplex --duration 1000: took '${secs}' s, want about 1" "$TMP/out"
+fi
+client_fails "duplex: the backend detects a flipped upload byte at offset 5000" "$A" \
+	'FAIL conn=0 test=duplex: backend reported payload mismatch \(stream offset 5000\)' \
+	--test duplex --conns 6 --barrier --size 1M --duration 300 --corrupt-at 5000
+if grep -q '^srpeer: failed by kind: other 0, reset 0, early EOF 0, data 1, timeout 0$' \
+	"$TMP/err"; then
+	pass "  ... and counts it as data" "-"
+else
+	fail "duplex corrupt: expected one failure of kind data" "$TMP/err"
+fi
+stop_backend proto 3
+
+# A backend that dies mid-transfer: every connection fails, as a reset or an early EOF (the
+# kinds a proxy that loses connections shows), never as bad data.
+start_backend proto-kill proto -
+(sleep 0.5 && kill -KILL "${BE_PID[proto-kill]}") &
+BG_PIDS+=("$!")
+client_fails "duplex: the backend is killed after 0.5 s of 3 s" "${BE_ADDR[proto-kill]}" \
+	'^srpeer: 12 of 12 connections failed$' \
+	--test duplex --conns 12 --barrier --size 1M --duration 3000 --timeout 10
+if grep -Eq '^srpeer: failed by kind: other 0, reset [0-9]+, early EOF [0-9]+, data 0, timeout 0$' \
+	"$TMP/err"; then
+	pass "  ... each as a reset or an early EOF: $(grep -o 'reset [0-9]*, early EOF [0-9]*' "$TMP/err")" "-"
+else
+	fail "duplex with a killed backend: want only resets and early EOFs" "$TMP/err"
+fi
+wait "${BE_PID[proto-kill]}" 2>/dev/null || true
+rm -f "$TMP/proto-kill.sock" "$TMP/proto-kill.ready"
 
 echo "== banner backend"
 start_backend banner banner -
@@ -312,6 +349,7 @@ usage_fails "--barrier with fewer threads" client --connect /x --test rr --conns
 usage_fails "--hold without --barrier" client --connect /x --test rr --hold /tmp/x
 usage_fails "--expect-eof-within outside connect-only" client --connect /x --test rr \
 	--expect-eof-within 5
+usage_fails "--duration outside duplex" client --connect /x --test rr --duration 5
 usage_fails "unknown mode" backend --listen /x --mode nope
 
 echo

@@ -60,8 +60,13 @@
 #define PROTO_MAGIC		  0x51505253U /* "SRPQ" */
 #define PROTO_F_PAYLOAD_UNTIL_EOF (1U << 0)
 #define PROTO_F_CLOSE_AT_ONCE	  (1U << 1)
-#define PROTO_F_ALL		  (PROTO_F_PAYLOAD_UNTIL_EOF | PROTO_F_CLOSE_AT_ONCE)
+#define PROTO_F_DUPLEX		  (1U << 2)
+#define PROTO_F_REPLY_SHUT	  (1U << 3)
+#define PROTO_F_ALL \
+	(PROTO_F_PAYLOAD_UNTIL_EOF | PROTO_F_CLOSE_AT_ONCE | PROTO_F_DUPLEX | PROTO_F_REPLY_SHUT)
 #define PROTO_HDR_SIZE		  32
+/* With PROTO_F_DUPLEX the header goes on: u64 reply rate in bytes per second (0: unpaced). */
+#define PROTO_EXT_SIZE		  8
 #define PROTO_STATUS_SIZE	  16
 #define REPLY_SEED_XOR		  0x5EED5EED5EED5EEDULL
 #define BANNER_SEED		  0xBA77E5ULL
@@ -72,6 +77,8 @@
 #define SINK_PAUSE_US	  100
 /* How long the client's watchdog lets a run overstay its deadline before it aborts. */
 #define WATCHDOG_GRACE_NS (5 * NSEC_PER_SEC)
+/* A paced sender wakes this often to send what the pace allows by then. */
+#define PACE_TICK_NS (100 * NSEC_PER_MSEC)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers */
@@ -95,6 +102,26 @@ static void sleep_ns(uint64_t ns)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+/*
+ * How many of len bytes a pace of rate bytes per second allows after elapsed ns (0: all). It
+ * grows a tick at a time: were it to grow with every nanosecond, each end would wake on the
+ * other's few bytes and send its own few, a ping-pong of tiny writes that ate the CPU.
+ */
+static uint64_t pace_allowed(uint64_t rate, uint64_t len, uint64_t elapsed)
+{
+	if (!rate)
+		return len;
+	elapsed -= elapsed % PACE_TICK_NS;
+	return (uint64_t)MIN((unsigned __int128)len,
+			     (unsigned __int128)rate * elapsed / NSEC_PER_SEC);
+}
+
+/* Nanoseconds from elapsed to the pace's next tick. */
+static uint64_t pace_next(uint64_t elapsed)
+{
+	return PACE_TICK_NS - elapsed % PACE_TICK_NS;
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -483,7 +510,8 @@ static struct client_cfg {
 	const struct test_desc *test;
 	unsigned int conns, parallel, rounds, timeout_sec;
 	uint64_t size, banner_size, seed;
-	long eof_within_ms; /* -1: not asked for */
+	uint64_t duration_ms; /* duplex: spread each connection's traffic over this; 0: unpaced */
+	long eof_within_ms;   /* -1: not asked for */
 	bool barrier, quiet, corrupt;
 	uint64_t corrupt_at; /* conn 0 flips the low bit of this sent stream byte (selftest) */
 	const char *hold_path; /* --hold: created at the barrier, held there until removed */
@@ -499,10 +527,19 @@ static struct client_cfg {
 	.eof_within_ms = -1,
 };
 
+/* Why a connection failed, for the totals: a proxy that resets differs from one that loses. */
+enum fail_kind { FAIL_OTHER, FAIL_RESET, FAIL_EOF, FAIL_DATA, FAIL_TIMEOUT, FAIL_KINDS };
+
+static const char *const fail_kind_names[FAIL_KINDS] = {
+	[FAIL_OTHER] = "other", [FAIL_RESET] = "reset",	    [FAIL_EOF] = "early EOF",
+	[FAIL_DATA] = "data",	[FAIL_TIMEOUT] = "timeout",
+};
+
 static struct client_run {
 	uint64_t start_ns, deadline_ns;
 	atomic_uint_fast64_t sent, received;
 	atomic_uint failed, finished;
+	atomic_uint failed_by[FAIL_KINDS];
 	pthread_mutex_t lock; /* protects arrived and released */
 	pthread_cond_t cond;  /* CLOCK_MONOTONIC */
 	unsigned int arrived;
@@ -523,6 +560,7 @@ struct conn {
 	unsigned int round; /* 1-based, for messages; 0 outside of rounds */
 	uint64_t sent, received;
 	bool failed, arrived;
+	enum fail_kind kind; /* of the first failure */
 };
 
 /* One expected piece of the incoming byte stream. */
@@ -533,23 +571,60 @@ struct rx_seg {
 	bool banner; /* explain a mismatch in terms of the banner */
 };
 
-static int conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int conn_fail(struct conn *c, const char *fmt, ...)
+static int conn_failv(struct conn *c, enum fail_kind kind, const char *fmt, va_list ap)
 {
 	char msg[512], where[32] = "";
-	va_list ap;
 
 	/* The first failure explains the connection; what follows is usually its consequence. */
 	if (c->failed)
 		return -1;
 	c->failed = true;
-	va_start(ap, fmt);
+	c->kind = kind;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (c->round)
 		snprintf(where, sizeof(where), "round %u/%u: ", c->round, cfg.rounds);
 	fprintf(stderr, "srpeer: FAIL conn=%u test=%s: %s%s\n", c->idx, cfg.test->name, where, msg);
 	return -1;
+}
+
+static int conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int conn_fail(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = conn_failv(c, FAIL_OTHER, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* conn_fail() with the kind of failure, for the totals. */
+static int conn_failk(struct conn *c, enum fail_kind kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int conn_failk(struct conn *c, enum fail_kind kind, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = conn_failv(c, kind, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* The kind of a failed socket call or wait (negative errno, -ETIME for our timeout). */
+static enum fail_kind fail_kind_of(int err)
+{
+	switch (err) {
+	case -ECONNRESET:
+	case -EPIPE:
+		return FAIL_RESET;
+	case -ETIME:
+		return FAIL_TIMEOUT;
+	default:
+		return FAIL_OTHER;
+	}
 }
 
 static const char *err_text(int err, char *buf, size_t size)
@@ -646,12 +721,13 @@ static int conn_send_raw(struct conn *c, const void *buf, size_t len, const char
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN)
-			return conn_fail(c, "send %s: %s after %zu of %zu bytes", what,
-					 strerror(errno), done, len);
+			return conn_failk(c, fail_kind_of(-errno),
+					  "send %s: %s after %zu of %zu bytes", what,
+					  strerror(errno), done, len);
 		r = conn_wait(c, POLLOUT, UINT64_MAX);
 		if (r < 0)
-			return conn_fail(c, "send %s: %s after %zu of %zu bytes", what,
-					 err_text(r, e, sizeof(e)), done, len);
+			return conn_failk(c, fail_kind_of(r), "send %s: %s after %zu of %zu bytes",
+					  what, err_text(r, e, sizeof(e)), done, len);
 	}
 	return 0;
 }
@@ -672,16 +748,19 @@ static int conn_recv_raw(struct conn *c, void *buf, size_t len, const char *what
 			continue;
 		}
 		if (n == 0)
-			return conn_fail(c, "EOF after %zu of %zu bytes of %s", done, len, what);
+			return conn_failk(c, FAIL_EOF, "EOF after %zu of %zu bytes of %s", done,
+					  len, what);
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
-			return conn_fail(c, "receiving %s: %s after %zu of %zu bytes", what,
-					 strerror(errno), done, len);
+			return conn_failk(c, fail_kind_of(-errno),
+					  "receiving %s: %s after %zu of %zu bytes", what,
+					  strerror(errno), done, len);
 		r = conn_wait(c, POLLIN, UINT64_MAX);
 		if (r < 0)
-			return conn_fail(c, "receiving %s: %s after %zu of %zu bytes", what,
-					 err_text(r, e, sizeof(e)), done, len);
+			return conn_failk(c, fail_kind_of(r),
+					  "receiving %s: %s after %zu of %zu bytes", what,
+					  err_text(r, e, sizeof(e)), done, len);
 	}
 	return 0;
 }
@@ -705,15 +784,26 @@ static int conn_banner_mismatch(struct conn *c, const struct rx_seg *s, const st
 
 	prng_init(&echo, c->seed);
 	if (s == banner && looks_like(&echo, data, avail))
-		return conn_fail(c, "banner not first/whole: echoed payload arrived after %" PRIu64
-				    " of %" PRIu64 " banner bytes",
-				 m->offset, s->len);
+		return conn_failk(c, FAIL_DATA,
+				  "banner not first/whole: echoed payload arrived after %" PRIu64
+				  " of %" PRIu64 " banner bytes",
+				  m->offset, s->len);
 	if (s != banner && !m->offset && looks_like(banner->prng, data, avail))
-		return conn_fail(c, "banner longer than the %" PRIu64 " bytes expected "
-				    "(--banner-size?)",
-				 banner->len);
-	return conn_fail(c, "%s mismatch (stream offset %" PRIu64 ", expected 0x%02x, got 0x%02x)",
-			 s->what, m->offset, m->expected, m->got);
+		return conn_failk(c, FAIL_DATA,
+				  "banner longer than the %" PRIu64 " bytes expected "
+				  "(--banner-size?)",
+				  banner->len);
+	return conn_failk(c, FAIL_DATA,
+			  "%s mismatch (stream offset %" PRIu64 ", expected 0x%02x, got 0x%02x)",
+			  s->what, m->offset, m->expected, m->got);
+}
+
+static int conn_shutdown(struct conn *c)
+{
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		return conn_failk(c, fail_kind_of(-errno), "shutdown(SHUT_WR): %s",
+				  strerror(errno));
+	return 0;
 }
 
 /* Where a conn_xfer() stands, for its steps and its messages. */
@@ -724,7 +814,16 @@ struct xfer {
 	struct rx_seg *seg;
 	unsigned int nseg, si; /* si: the segment being received */
 	uint64_t seg_done;
+	uint64_t rate, t0;  /* sending paced at rate bytes per second from t0; 0: unpaced */
+	bool shut_after_tx; /* shutdown(SHUT_WR) as soon as the last byte is sent */
+	bool shut;
 };
+
+/* How many bytes of tx the pace allows to have been generated by now. */
+static uint64_t xfer_allowed(const struct xfer *x)
+{
+	return pace_allowed(x->rate, x->tx_len, x->rate ? now_ns() - x->t0 : 0);
+}
 
 static void xfer_skip_empty(struct xfer *x)
 {
@@ -738,7 +837,11 @@ static int xfer_send(struct conn *c, struct xfer *x)
 	ssize_t n;
 
 	if (!x->pend_len) {
-		x->pend_len = MIN(cfg.bufsz, x->tx_len - x->tx_gen);
+		uint64_t allowed = xfer_allowed(x);
+
+		if (allowed <= x->tx_gen)
+			return 0; /* paced: not yet */
+		x->pend_len = MIN(cfg.bufsz, allowed - x->tx_gen);
 		x->pend_off = 0;
 		conn_gen_tx(c, x->tx, c->w->txbuf, x->pend_len);
 		x->tx_gen += x->pend_len;
@@ -746,9 +849,17 @@ static int xfer_send(struct conn *c, struct xfer *x)
 	n = send(c->fd, c->w->txbuf + x->pend_off, x->pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
+	if (n < 0 && x->si == x->nseg)
+		return conn_failk(c, fail_kind_of(-errno),
+				  "send: %s after %" PRIu64 " of %" PRIu64
+				  " bytes (all expected bytes received)",
+				  strerror(errno), x->tx_done, x->tx_len);
 	if (n < 0)
-		return conn_fail(c, "send: %s after %" PRIu64 " of %" PRIu64 " bytes",
-				 strerror(errno), x->tx_done, x->tx_len);
+		return conn_failk(c, fail_kind_of(-errno),
+				  "send: %s after %" PRIu64 " of %" PRIu64
+				  " bytes (received %" PRIu64 " of %" PRIu64 " bytes of %s)",
+				  strerror(errno), x->tx_done, x->tx_len, x->seg_done,
+				  x->seg[x->si].len, x->seg[x->si].what);
 	x->pend_off += n;
 	x->pend_len -= n;
 	x->tx_done += n;
@@ -770,19 +881,19 @@ static int xfer_recv(struct conn *c, struct xfer *x)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0)
-		return conn_fail(c,
-				 "%s%s after %" PRIu64 " of %" PRIu64 " bytes of %s (sent %" PRIu64
-				 " of %" PRIu64 ")",
-				 n ? "recv: " : "EOF", n ? strerror(errno) : "", x->seg_done,
-				 s->len, s->what, x->tx_done, x->tx_len);
+		return conn_failk(c, n ? fail_kind_of(-errno) : FAIL_EOF,
+				  "%s%s after %" PRIu64 " of %" PRIu64 " bytes of %s (sent %" PRIu64
+				  " of %" PRIu64 ")",
+				  n ? "recv: " : "EOF", n ? strerror(errno) : "", x->seg_done,
+				  s->len, s->what, x->tx_done, x->tx_len);
 	if (prng_verify(s->prng, buf, n, c->w->scratch, &m) < 0) {
 		at = m.offset - base;
 		if (x->seg[0].banner)
 			return conn_banner_mismatch(c, s, &x->seg[0], buf + at, n - at, &m);
-		return conn_fail(c,
-				 "%s data mismatch (stream offset %" PRIu64
-				 ", expected 0x%02x, got 0x%02x)",
-				 s->what, m.offset, m.expected, m.got);
+		return conn_failk(c, FAIL_DATA,
+				  "%s data mismatch (stream offset %" PRIu64
+				  ", expected 0x%02x, got 0x%02x)",
+				  s->what, m.offset, m.expected, m.got);
 	}
 	c->received += n;
 	x->seg_done += n;
@@ -794,19 +905,40 @@ static int xfer_recv(struct conn *c, struct xfer *x)
 	return 1;
 }
 
+/* A half-close as soon as everything is sent, if the xfer asks for one. */
+static int xfer_shut(struct conn *c, struct xfer *x)
+{
+	if (!x->shut_after_tx || x->shut || x->tx_done < x->tx_len)
+		return 0;
+	x->shut = true;
+	return conn_shutdown(c);
+}
+
 /*
  * Send tx_len bytes of tx while receiving and checking the segments, both at once: an echo of
- * more than the socket buffers hold would deadlock if we sent everything before reading.
+ * more than the socket buffers hold would deadlock if we sent everything before reading. With
+ * a rate, the sending is paced (from now); with shut, the client half-closes right after its
+ * last byte, while the segments may still be arriving.
  */
-static int conn_xfer(struct conn *c, struct prng *tx, uint64_t tx_len, struct rx_seg *seg,
-		     unsigned int nseg)
+static int conn_xfer_paced(struct conn *c, struct prng *tx, uint64_t tx_len, struct rx_seg *seg,
+			   unsigned int nseg, uint64_t rate, bool shut)
 {
-	struct xfer x = { .tx = tx, .tx_len = tx_len, .seg = seg, .nseg = nseg };
+	struct xfer x = { .tx = tx,
+			  .tx_len = tx_len,
+			  .seg = seg,
+			  .nseg = nseg,
+			  .rate = rate,
+			  .t0 = now_ns(),
+			  .shut_after_tx = shut };
+	uint64_t wait;
+	short events;
 	int r, progress;
 	char e[96];
 
 	xfer_skip_empty(&x);
 	while (x.tx_done < tx_len || x.si < nseg) {
+		if (xfer_shut(c, &x) < 0)
+			return -1;
 		progress = 0;
 		if (x.tx_done < tx_len) {
 			r = xfer_send(c, &x);
@@ -822,17 +954,30 @@ static int conn_xfer(struct conn *c, struct prng *tx, uint64_t tx_len, struct rx
 		}
 		if (progress)
 			continue;
-		r = conn_wait(c, (x.tx_done < tx_len ? POLLOUT : 0) | (x.si < nseg ? POLLIN : 0),
-			      UINT64_MAX);
+		events = x.si < nseg ? POLLIN : 0;
+		wait = UINT64_MAX;
+		if (x.tx_done < tx_len && (x.pend_len || xfer_allowed(&x) > x.tx_gen))
+			events |= POLLOUT;
+		else if (x.tx_done < tx_len)
+			wait = pace_next(now_ns() - x.t0); /* the pace allows nothing more yet */
+		r = conn_wait(c, events, wait);
+		if (r == -ETIME && wait != UINT64_MAX && conn_time_left() > 0)
+			continue;
 		if (r < 0)
-			return conn_fail(c,
-					 "%s: sent %" PRIu64 " of %" PRIu64
-					 " bytes, received %" PRIu64 " of %" PRIu64 " bytes of %s",
-					 err_text(r, e, sizeof(e)), x.tx_done, tx_len, x.seg_done,
-					 x.si < nseg ? seg[x.si].len : 0,
-					 x.si < nseg ? seg[x.si].what : "-");
+			return conn_failk(c, fail_kind_of(r),
+					  "%s: sent %" PRIu64 " of %" PRIu64
+					  " bytes, received %" PRIu64 " of %" PRIu64 " bytes of %s",
+					  err_text(r, e, sizeof(e)), x.tx_done, tx_len, x.seg_done,
+					  x.si < nseg ? seg[x.si].len : 0,
+					  x.si < nseg ? seg[x.si].what : "-");
 	}
-	return 0;
+	return xfer_shut(c, &x);
+}
+
+static int conn_xfer(struct conn *c, struct prng *tx, uint64_t tx_len, struct rx_seg *seg,
+		     unsigned int nseg)
+{
+	return conn_xfer_paced(c, tx, tx_len, seg, nseg, 0, false);
 }
 
 static int conn_send_stream(struct conn *c, struct prng *tx, uint64_t len)
@@ -847,13 +992,6 @@ static int conn_recv_stream(struct conn *c, struct prng *rx, uint64_t len, const
 	return conn_xfer(c, NULL, 0, &seg, 1);
 }
 
-static int conn_shutdown(struct conn *c)
-{
-	if (shutdown(c->fd, SHUT_WR) < 0)
-		return conn_fail(c, "shutdown(SHUT_WR): %s", strerror(errno));
-	return 0;
-}
-
 static int conn_expect_eof(struct conn *c, const char *after)
 {
 	uint8_t buf[64];
@@ -866,18 +1004,19 @@ static int conn_expect_eof(struct conn *c, const char *after)
 		if (n == 0)
 			return 0;
 		if (n > 0)
-			return conn_fail(c,
-					 "expected EOF after %s, got %zd more bytes (first 0x%02x)",
-					 after, n, buf[0]);
+			return conn_failk(
+				c, FAIL_DATA,
+				"expected EOF after %s, got %zd more bytes (first 0x%02x)", after,
+				n, buf[0]);
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
-			return conn_fail(c, "expected EOF after %s, got %s", after,
-					 strerror(errno));
+			return conn_failk(c, fail_kind_of(-errno), "expected EOF after %s, got %s",
+					  after, strerror(errno));
 		r = conn_wait(c, POLLIN, UINT64_MAX);
 		if (r < 0)
-			return conn_fail(c, "waiting for EOF after %s: %s", after,
-					 err_text(r, e, sizeof(e)));
+			return conn_failk(c, fail_kind_of(r), "waiting for EOF after %s: %s", after,
+					  err_text(r, e, sizeof(e)));
 	}
 }
 
@@ -899,16 +1038,18 @@ static int conn_recv_status(struct conn *c, uint64_t expect_count)
 	v = get_le64(st + 8);
 	if (!memcmp(st, "OK\0\0", 4) && !get_le32(st + 4)) {
 		if (v != expect_count)
-			return conn_fail(c, "backend verified %" PRIu64 " payload bytes, %" PRIu64
-					    " were sent",
-					 v, expect_count);
+			return conn_failk(c, FAIL_DATA,
+					  "backend verified %" PRIu64 " payload bytes, %" PRIu64
+					  " were sent",
+					  v, expect_count);
 		return 0;
 	}
 	if (!memcmp(st, "BAD\0", 4) && !get_le32(st + 4))
-		return conn_fail(c, "backend reported payload mismatch (stream offset %" PRIu64 ")",
-				 v);
-	return conn_fail(c, "malformed status %02x %02x %02x %02x %08x %016" PRIx64, st[0], st[1],
-			 st[2], st[3], get_le32(st + 4), v);
+		return conn_failk(c, FAIL_DATA,
+				  "backend reported payload mismatch (stream offset %" PRIu64 ")",
+				  v);
+	return conn_failk(c, FAIL_DATA, "malformed status %02x %02x %02x %02x %08x %016" PRIx64,
+			  st[0], st[1], st[2], st[3], get_le32(st + 4), v);
 }
 
 /*
@@ -934,7 +1075,8 @@ static int barrier_hold(void)
 /*
  * Everyone waits here until all connections are open and through their first round trip, so
  * that "N connections at once" really holds N at once. For rr and banner that is the first
- * round; for the proto tests, the status; for connect-only, the connect (and the EOF).
+ * round; for the proto tests, the status; for connect-only, the connect (and the EOF); for
+ * duplex, the connect, so that every transfer starts and is paced from the release.
  */
 static int conn_barrier(struct conn *c)
 {
@@ -1149,6 +1291,58 @@ static int test_sendclose(struct conn *c)
 	return conn_expect_eof(c, "the reply");
 }
 
+/*
+ * Upload and download at once, each paced over --duration (from the barrier on, if any), with
+ * the half-closes a proxy must carry while the other direction is still moving. Connection i,
+ * by i % 6:
+ *   0, 1  --size each way over the whole duration; the client half-closes after its upload,
+ *         the backend then sends the status and half-closes
+ *   2, 3  the upload is 1/8 (2) or 1/2 (3) of --size: the client half-closes after it, at that
+ *         point of the duration, while the download goes on to the end; then the status
+ *   4, 5  the download is 1/8 or 1/2 of --size, and the backend half-closes after it while the
+ *         upload goes on to the end. No status: the backend checks the upload and reports a
+ *         mismatch, an early EOF or a reset in its log ("N errors")
+ */
+static void duplex_plan(const struct conn *c, uint64_t *ret_up, uint64_t *ret_down,
+			uint32_t *ret_flags)
+{
+	static const unsigned int div[6] = { 1, 1, 8, 2, 8, 2 };
+	unsigned int v = c->idx % 6;
+
+	*ret_up = v == 2 || v == 3 ? cfg.size / div[v] : cfg.size;
+	*ret_down = v >= 4 ? cfg.size / div[v] : cfg.size;
+	*ret_flags = PROTO_F_DUPLEX | (v >= 4 ? PROTO_F_REPLY_SHUT : 0);
+}
+
+static int test_duplex(struct conn *c)
+{
+	uint8_t hdr[PROTO_HDR_SIZE + PROTO_EXT_SIZE];
+	uint64_t up, down, rate = 0;
+	struct prng tx, rx;
+	struct rx_seg seg = { .prng = &rx, .what = "reply" };
+	uint32_t flags;
+
+	duplex_plan(c, &up, &down, &flags);
+	seg.len = down;
+	/* Both ends send at the same rate: --size bytes over --duration. */
+	if (cfg.duration_ms)
+		rate = MAX(1, (uint64_t)MIN((unsigned __int128)UINT64_MAX,
+					    (unsigned __int128)cfg.size * 1000 / cfg.duration_ms));
+	prng_init(&tx, c->seed);
+	prng_init(&rx, c->seed ^ REPLY_SEED_XOR);
+	proto_hdr_pack(hdr, flags, c->seed, up, down);
+	put_le64(hdr + PROTO_HDR_SIZE, rate);
+	/* The request only after the barrier: the backend paces its reply from the request on. */
+	if (conn_barrier(c) < 0 || conn_send_raw(c, hdr, sizeof(hdr), "request header") < 0 ||
+	    conn_xfer_paced(c, &tx, up, &seg, 1, rate, true) < 0)
+		return -1;
+	if (flags & PROTO_F_REPLY_SHUT)
+		return conn_expect_eof(c, "the reply");
+	if (conn_recv_status(c, up) < 0)
+		return -1;
+	return conn_expect_eof(c, "the status");
+}
+
 /* With --expect-eof-within: the far side must close (or reset) soon, without sending a byte. */
 static int test_connect_only(struct conn *c)
 {
@@ -1188,6 +1382,7 @@ static const struct test_desc tests[] = {
 	{ "halfclose", test_halfclose },
 	{ "replyclose", test_replyclose },
 	{ "sendclose", test_sendclose },
+	{ "duplex", test_duplex },
 	{ "banner", test_banner },
 	{ "connect-only", test_connect_only },
 };
@@ -1206,8 +1401,10 @@ static void *client_worker(void *arg)
 			close(c.fd);
 		atomic_fetch_add(&run.sent, c.sent);
 		atomic_fetch_add(&run.received, c.received);
-		if (c.failed)
+		if (c.failed) {
 			atomic_fetch_add(&run.failed, 1);
+			atomic_fetch_add(&run.failed_by[c.kind], 1);
+		}
 		atomic_fetch_add(&run.finished, 1);
 	}
 	return NULL;
@@ -1271,6 +1468,7 @@ static int cmd_client(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "corrupt-at", required_argument, NULL, 'X' },
 		{ "hold", required_argument, NULL, 'H' },
+		{ "duration", required_argument, NULL, 'd' },
 		{}
 	};
 	const char *connect_arg = NULL;
@@ -1332,6 +1530,9 @@ static int cmd_client(int argc, char **argv)
 		case 'H':
 			cfg.hold_path = optarg;
 			break;
+		case 'd':
+			cfg.duration_ms = parse_opt_num("duration", optarg, 0, 86400000);
+			break;
 		default:
 			usage_error("client: bad option '%s'", argv[optind - 1]);
 		}
@@ -1353,6 +1554,8 @@ static int cmd_client(int argc, char **argv)
 		usage_error("client: --barrier needs --parallel equal to --conns");
 	if (cfg.hold_path && !cfg.barrier)
 		usage_error("client: --hold needs --barrier");
+	if (cfg.duration_ms && cfg.test->run != test_duplex)
+		usage_error("client: --duration needs --test duplex");
 	cfg.parallel = MIN(cfg.parallel, cfg.conns);
 	/* Big buffers for big transfers, small ones when a thousand threads move a byte each. */
 	cfg.bufsz = MAX(cfg.size, cfg.banner_size) + PROTO_HDR_SIZE;
@@ -1403,6 +1606,11 @@ static int cmd_client(int argc, char **argv)
 	if (atomic_load(&run.failed)) {
 		fprintf(stderr, "srpeer: %u of %u connections failed\n", atomic_load(&run.failed),
 			cfg.conns);
+		fprintf(stderr, "srpeer: failed by kind:");
+		for (int k = 0; k < FAIL_KINDS; k++)
+			fprintf(stderr, "%s %s %u", k ? "," : "", fail_kind_names[k],
+				atomic_load(&run.failed_by[k]));
+		fprintf(stderr, "\n");
 		return 1;
 	}
 	if (!cfg.quiet)
@@ -1618,6 +1826,133 @@ static void be_banner(struct bconn *b)
 	be_echo(b);
 }
 
+/*
+ * PROTO_F_DUPLEX: send the reply, paced at the rate the header's extension gives, while
+ * receiving and checking the payload. Then the status and a half-close, after the client's
+ * EOF; or, with PROTO_F_REPLY_SHUT, a half-close right after the reply and no status: what goes
+ * wrong with the upload is only reported here.
+ */
+static void be_duplex(struct bconn *b, uint32_t flags, uint64_t seed, uint64_t payload,
+		      uint64_t reply)
+{
+	uint8_t ext[PROTO_EXT_SIZE], txbuf[SINK_CHUNK];
+	uint64_t rate, t0, last, got = 0, sent = 0, gen = 0, bad_at = 0;
+	size_t pend_off = 0, pend_len = 0;
+	bool eof = false, bad = false, shut = false;
+	struct prng rx, tx;
+	struct mismatch m;
+	ssize_t n;
+	int r;
+
+	n = be_recv_full(b->fd, ext, sizeof(ext));
+	if (n != (ssize_t)sizeof(ext)) {
+		be_err(b, "proto: duplex: receiving the header's extension: %s",
+		       n < 0 ? strerror(-n) : "EOF");
+		return;
+	}
+	rate = get_le64(ext);
+	prng_init(&rx, seed);
+	prng_init(&tx, seed ^ REPLY_SEED_XOR);
+	t0 = last = now_ns();
+	while (!eof || sent < reply) {
+		struct pollfd pfd = { .fd = b->fd };
+		uint64_t now = now_ns(), allowed = pace_allowed(rate, reply, now - t0);
+		bool progress = false;
+		int timeout;
+
+		if (!pend_len && gen < allowed) {
+			pend_len = MIN(sizeof(txbuf), allowed - gen);
+			pend_off = 0;
+			prng_fill(&tx, txbuf, pend_len);
+			gen += pend_len;
+		}
+		if (pend_len) {
+			n = send(b->fd, txbuf + pend_off, pend_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0) {
+				pend_off += n;
+				pend_len -= n;
+				sent += n;
+				progress = true;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				be_err(b,
+				       "proto: duplex: sending reply: %s after %" PRIu64
+				       " of %" PRIu64 " bytes (received %" PRIu64 " of %" PRIu64
+				       ")",
+				       strerror(errno), sent, reply, got, payload);
+				return;
+			}
+		}
+		if (sent == reply && (flags & PROTO_F_REPLY_SHUT) && !shut) {
+			shutdown(b->fd, SHUT_WR);
+			shut = true;
+		}
+		if (!eof) {
+			n = recv(b->fd, b->buf, IO_BUF_SIZE, MSG_DONTWAIT);
+			if (n > 0) {
+				progress = true;
+				if (!bad && got + n > payload) {
+					be_err(b,
+					       "proto: duplex: more than the %" PRIu64
+					       " payload bytes",
+					       payload);
+					bad = true;
+					bad_at = payload;
+				} else if (!bad &&
+					   prng_verify(&rx, b->buf, n, b->scratch, &m) < 0) {
+					be_err(b,
+					       "proto: duplex: payload mismatch (stream offset %" PRIu64
+					       ", expected 0x%02x, got 0x%02x)",
+					       m.offset, m.expected, m.got);
+					bad = true;
+					bad_at = m.offset;
+				}
+				got += n;
+			} else if (n == 0) {
+				progress = true;
+				eof = true;
+				if (!bad && got < payload) {
+					be_err(b,
+					       "proto: duplex: EOF after %" PRIu64 " of %" PRIu64
+					       " payload bytes (sent %" PRIu64 " of %" PRIu64 ")",
+					       got, payload, sent, reply);
+					bad = true;
+					bad_at = got;
+				}
+			} else if (errno != EAGAIN && errno != EINTR) {
+				be_err(b,
+				       "proto: duplex: receiving payload: %s after %" PRIu64
+				       " of %" PRIu64 " bytes (sent %" PRIu64 " of %" PRIu64 ")",
+				       strerror(errno), got, payload, sent, reply);
+				return;
+			}
+		}
+		if (progress) {
+			last = now;
+			continue;
+		}
+		if (now - last > DRAIN_TIMEOUT_SEC * NSEC_PER_SEC) {
+			be_err(b,
+			       "proto: duplex: nothing moved for %d s (received %" PRIu64
+			       " of %" PRIu64 ", sent %" PRIu64 " of %" PRIu64 ")",
+			       DRAIN_TIMEOUT_SEC, got, payload, sent, reply);
+			return;
+		}
+		pfd.events = (eof ? 0 : POLLIN) | (pend_len ? POLLOUT : 0);
+		timeout = sent < reply && !pend_len ?
+				  (int)((pace_next(now - t0) + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC) :
+				  1000;
+		poll(&pfd, 1, timeout);
+	}
+	if (flags & PROTO_F_REPLY_SHUT)
+		return;
+	r = be_send_status(b, !bad, bad ? bad_at : got);
+	if (r < 0) {
+		be_err(b, "proto: duplex: sending status: %s", strerror(-r));
+		return;
+	}
+	shutdown(b->fd, SHUT_WR);
+}
+
 static void be_proto(struct bconn *b)
 {
 	uint8_t hdr[PROTO_HDR_SIZE];
@@ -1647,8 +1982,15 @@ static void be_proto(struct bconn *b)
 	seed = get_le64(hdr + 8);
 	payload = get_le64(hdr + 16);
 	reply = get_le64(hdr + 24);
-	if (magic != PROTO_MAGIC || (flags & ~PROTO_F_ALL)) {
+	if (magic != PROTO_MAGIC || (flags & ~PROTO_F_ALL) ||
+	    ((flags & PROTO_F_DUPLEX) &&
+	     (flags & (PROTO_F_PAYLOAD_UNTIL_EOF | PROTO_F_CLOSE_AT_ONCE))) ||
+	    ((flags & PROTO_F_REPLY_SHUT) && !(flags & PROTO_F_DUPLEX))) {
 		be_err(b, "proto: bad header (magic 0x%08x, flags 0x%x)", magic, flags);
+		return;
+	}
+	if (flags & PROTO_F_DUPLEX) {
+		be_duplex(b, flags, seed, payload, reply);
 		return;
 	}
 	until_eof = flags & PROTO_F_PAYLOAD_UNTIL_EOF;
@@ -2140,6 +2482,7 @@ static void usage(FILE *f)
 	      "  srpeer client --connect ADDR --test TEST [--conns N] [--parallel P] [--size N]\n"
 	      "                [--rounds K] [--seed S] [--timeout SEC] [--barrier]\n"
 	      "                [--hold FILE] [--expect-eof-within MS] [--banner-size N] [--quiet]\n"
+	      "                [--duration MS]\n"
 	      "  srpeer notify-listen PATH [--timeout SEC]   (prints pid=SENDER MESSAGE per datagram)\n"
 	      "\n"
 	      "ADDR: /path, ./path or unix:path (AF_UNIX), @name (abstract), host:port (IPv4 or\n"
@@ -2155,19 +2498,33 @@ static void usage(FILE *f)
 	      "  --ready-file F is created (holding the bound address) once listening.\n"
 	      "  SIGTERM/SIGINT: exit 0 after 'srpeer backend: N connections, M errors'.\n"
 	      "\n"
-	      "client tests: rr up down halfclose replyclose sendclose banner connect-only\n"
+	      "client tests: rr up down halfclose replyclose sendclose duplex banner connect-only\n"
 	      "  defaults: --conns 1 --parallel 1 --size 64K --rounds 1 --seed 1 --timeout 60\n"
 	      "            --banner-size 4096; connection i uses seed S+i; --rounds: rr, banner.\n"
 	      "  --timeout bounds every socket operation and the whole run.\n"
 	      "  --barrier holds every connection after its first round trip until all got there\n"
 	      "  (--parallel defaults to --conns with it). --hold FILE: once all got there, create\n"
 	      "  FILE and hold them until it is removed. Exit: 0 ok, 1 failure, 2 bad usage.\n"
+	      "  On failure a line counts the failed connections by kind: reset (ECONNRESET or\n"
+	      "  EPIPE), early EOF, data (a wrong byte, or the backend reported one), timeout.\n"
+	      "  duplex (proto backend): upload and download at once, --size each way; connection\n"
+	      "  i by i % 6: 0-1 both whole; 2-3 an upload of 1/8 or 1/2 of --size, then the\n"
+	      "  client half-closes while the download goes on; 4-5 a download of 1/8 or 1/2,\n"
+	      "  then the backend half-closes while the upload goes on (no status: the backend\n"
+	      "  checks the upload and counts its errors). --duration MS paces both ends to\n"
+	      "  --size per MS\n"
+	      "  (duplex only; 0: as fast as possible); with --barrier the pace starts at the\n"
+	      "  release, so every transfer spans the same MS.\n"
 	      "\n"
 	      "proto request (little-endian): u32 magic 0x51505253, u32 flags (1: payload\n"
 	      "  until EOF, 2: close at once after the reply), u64 seed, u64 payload size,\n"
 	      "  u64 reply size. Status: \"OK\\0\\0\" u32 0 u64 bytes verified, or \"BAD\\0\"\n"
 	      "  u32 0 u64 offset of the first bad byte; after OK, reply size bytes of stream\n"
 	      "  seed ^ 0x5EED5EED5EED5EED.\n"
+	      "  flags 4 (duplex): the header goes on with u64 reply rate (bytes per second, 0:\n"
+	      "  unpaced); the reply is sent, paced, while the payload arrives; after the reply\n"
+	      "  and the client's EOF, the status, then a half-close. Flags 4|8: a half-close\n"
+	      "  right after the reply, and no status.\n"
 	      "\n"
 	      "notify-listen prints each datagram as a line until STOPPING=1 or the timeout;\n"
 	      "  exit 0, or 3 if READY=1 never came.\n",

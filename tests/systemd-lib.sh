@@ -336,6 +336,12 @@ sd_cleanup() {
 		echo "--- the container's journal (last 80 lines)" >&2
 		ct journalctl --no-pager -b -n 80 -o short-monotonic >&2
 	fi
+	# A test's own summary of what failed ($SD_FAIL_SUMMARY, a file), last: where run.sh's
+	# tail of the log shows it.
+	if [ $rc != 0 ] && [ $rc != 77 ] && [ -s "${SD_FAIL_SUMMARY:-}" ]; then
+		echo "--- what failed" >&2
+		cat "$SD_FAIL_SUMMARY" >&2
+	fi
 	sd_teardown
 	(exit $rc)
 	cleanup

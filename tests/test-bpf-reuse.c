@@ -232,8 +232,9 @@ static int find_fd(const int *fds, const char *const *names, size_t n, const cha
 	return -EBADF;
 }
 
-static int load(const char *pin, uint32_t entries, const int *fds, const char *const *names,
-		size_t n, struct bpf_state **ret, const char **ret_what)
+static int load_adopting(const char *pin, uint32_t entries, const int *fds,
+			 const char *const *names, size_t n, bool programs, struct bpf_state **ret,
+			 const char **ret_what)
 {
 	char path[128];
 	struct bpf_load_options o = {
@@ -242,6 +243,7 @@ static int load(const char *pin, uint32_t entries, const int *fds, const char *c
 		.reuse_fds = fds,
 		.reuse_names = names,
 		.n_reuse = n,
+		.adopt_programs = programs,
 	};
 
 	snprintf(path, sizeof(path), "%s/%s", bpffs, pin);
@@ -249,12 +251,18 @@ static int load(const char *pin, uint32_t entries, const int *fds, const char *c
 	return bpf_state_load(&o, ret, ret_what);
 }
 
-/* What bpf_state_fds() gives: every map and sr_redirect, once each. */
+static int load(const char *pin, uint32_t entries, const int *fds, const char *const *names,
+		size_t n, struct bpf_state **ret, const char **ret_what)
+{
+	return load_adopting(pin, entries, fds, names, n, false, ret, ret_what);
+}
+
+/* What bpf_state_fds() gives: every map and both programs, once each. */
 static void test_state_fds(struct bpf_state *s)
 {
 	static const char *const want[] = {
-		SR_MAP_VERDICT, SR_MAP_TARGETS,	    SR_MAP_PEERS,
-		SR_MAP_KSTATS,	SR_MAP_PROXY_STATS, SR_PROG_VERDICT,
+		SR_MAP_VERDICT,	    SR_MAP_TARGETS,  SR_MAP_PEERS,  SR_MAP_KSTATS,
+		SR_MAP_PROXY_STATS, SR_PROG_VERDICT, SR_PROG_PROBE,
 	};
 	const char *const *names;
 	const int *fds;
@@ -317,7 +325,8 @@ static void test_refused(const int *fds, const char *const *names, size_t n)
 static void test_adopt(void)
 {
 	struct bpf_state *first = NULL, *second = NULL;
-	struct conn old = CONN_NULL, new = CONN_NULL;
+	struct conn old = CONN_NULL, new = CONN_NULL, third_conn = CONN_NULL;
+	struct bpf_state *third = NULL;
 	uint32_t old_prog, new_prog, verdict_map;
 	const char *const *names, *what;
 	struct sr_kstats ks = {};
@@ -410,9 +419,45 @@ static void test_adopt(void)
 	      "sr_kstats: down %llu up %llu, want %llu and %llu",
 	      (unsigned long long)ks.bytes[SR_DIR_DOWN], (unsigned long long)ks.bytes[SR_DIR_UP],
 	      (unsigned long long)(old.down + new.down), (unsigned long long)(old.up + new.up));
+
+	/*
+	 * A restart of the same build: the third state adopts the programs too. Nothing is loaded
+	 * or attached: sr_verdict keeps the second sr_redirect, and every connection still moves.
+	 */
+	r = bpf_state_fds(second, &fds, &names, &n);
+	if (!CHECK(r == 0, "bpf_state_fds of the second state: %s", strerror(-r)))
+		goto out;
+	r = load_adopting("third", ENTRIES, fds, names, n, true, &third, &what);
+	if (!CHECK(r == 0, "load the third state adopting maps and programs: failed to %s: %s",
+		   what, strerror(-r)))
+		goto out;
+	bpf_state_unpin(second);
+	second = bpf_state_free(second);
+	r = bpf_state_fds(third, &fds, &names, &n);
+	if (!CHECK(r == 0, "bpf_state_fds of the third state: %s", strerror(-r)))
+		goto out;
+	fd = find_fd(fds, names, n, SR_MAP_VERDICT);
+	CHECK(obj_id(fd) == verdict_map && attached_id(fd) == new_prog &&
+		      obj_id(find_fd(fds, names, n, SR_PROG_VERDICT)) == new_prog,
+	      "third state: sr_verdict is map %u with program %u attached, want map %u and the "
+	      "second sr_redirect %u",
+	      obj_id(fd), attached_id(fd), verdict_map, new_prog);
+	move_both("first connection, third state", &old, 5);
+	move_both("second connection, third state", &new, 6);
+	r = conn_open(&third_conn);
+	if (!CHECK(r == 0, "open the third connection: %s", strerror(-r)))
+		goto out;
+	if (conn_insert(third, &third_conn, "third connection"))
+		move_both("third connection", &third_conn, 7);
+	CHECK(bpf_state_proxy_stats(third)->accepted == 4242,
+	      "sr_proxy_stats through the third state: accepted %llu, want 4242",
+	      (unsigned long long)bpf_state_proxy_stats(third)->accepted);
 out:
 	conn_close(&old);
 	conn_close(&new);
+	conn_close(&third_conn);
+	bpf_state_unpin(third);
+	bpf_state_free(third);
 	bpf_state_unpin(first);
 	bpf_state_free(first);
 	bpf_state_unpin(second);

@@ -32,7 +32,15 @@ struct bpf_load_options {
 	const int *reuse_fds;
 	const char *const *reuse_names;
 	size_t n_reuse;
+	/*
+	 * The programs too (SR_PROG_VERDICT and SR_PROG_PROBE among the reuse names): only when
+	 * they came from this very build (bpf_object_hash()). Nothing is then loaded or attached.
+	 */
+	bool adopt_programs;
 };
+
+/* A hash of the BPF object this build carries: programs with the same one are the same code. */
+uint64_t bpf_object_hash(void);
 
 /*
  * Open and load the object, attach sr_redirect to sr_verdict, and pin everything under

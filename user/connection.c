@@ -611,10 +611,10 @@ int connection_restore(struct connections *cs, struct connection_restore *r,
 	restore_free(r);
 
 	if (r->down_kernel || r->up_kernel) {
-		k = cs->movers.bpf ? kernel_path_adopt(&cs->movers, &c->client, &c->backend,
-						       r->down_kernel, r->up_kernel,
-						       &c->down.holding, &c->up.holding) :
-				     -EOPNOTSUPP;
+		k = cs->movers.bpf ?
+			    kernel_path_adopt(&cs->movers, &c->client, &c->backend, r->down_kernel,
+					      r->up_kernel, &c->down.holding, &c->up.holding) :
+			    -EOPNOTSUPP;
 		if (k < 0) {
 			/* A clean close: the earlier process's copies in the store stay open. */
 			(void)shutdown(c->client.fd, SHUT_RDWR);
@@ -631,5 +631,27 @@ int connection_restore(struct connections *cs, struct connection_restore *r,
 
 void connection_resume(struct connection *c)
 {
-	connection_run(c);
+	int r;
+
+	/*
+	 * Not run here: a thousand restored connections moving their bytes now would delay READY=1
+	 * (and so `systemctl restart`) by as long. Each flow waits for what its socket or pipe will
+	 * report at once if it is ready, and the event loop takes it from there.
+	 */
+	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
+		if (f->state == FLOW_IDLE)
+			f->waits = 0;
+		else if (f->state == FLOW_SETTLING) {
+			f->waits = WAIT_TIMER;
+			f->wake_at = now_usec();
+		} else if (f->kernel)
+			f->waits = WAIT_SRC_RDHUP;
+		else
+			f->waits = f->in_pipe ? WAIT_DST_OUT : WAIT_SRC_IN | WAIT_SRC_RDHUP;
+	}
+	r = connection_update(c);
+	if (r < 0) {
+		log_warning_errno(r, "Connection %" PRIu64 ": failed to watch sockets: %m", c->id);
+		connection_abort(c);
+	}
 }

@@ -122,7 +122,7 @@ int connection_new(struct connections *cs, int client_fd, bool client_is_unix,
 struct connection_restore {
 	int client_fd, backend_fd; /* taken over by connection_restore(), even on error */
 	bool client_is_unix, backend_is_unix;
-	bool down_kernel, up_kernel;	     /* which flows moved in the kernel */
+	bool down_kernel, up_kernel;	    /* which flows moved in the kernel */
 	uint64_t kernel_bytes[_SR_DIR_MAX]; /* a kernel flow's bytes moved by hand (flow.bytes) */
 	struct sr_pipe *pipe[_SR_DIR_MAX];  /* a spliced flow's own pipe, bytes in it, or NULL */
 	/*
@@ -143,7 +143,7 @@ struct connection_restore {
  */
 int connection_restore(struct connections *cs, struct connection_restore *r,
 		       struct connection **ret);
-/* Run a restored connection's flows (once the caller has noted it as kept). */
+/* Start watching a restored connection's sockets (once the caller has noted it as kept). */
 void connection_resume(struct connection *c);
 
 /* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout, failed setup). */

@@ -170,8 +170,7 @@ static int bus_own_unit(sd_bus *bus, uint64_t deadline, char **ret_path)
 static int read_fd_store_max(uint64_t timeout, unsigned *ret_max, bool *ret_notify_all)
 {
 	_cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
-	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL,
-							*access_reply = NULL;
+	_cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL, *access_reply = NULL;
 	_cleanup_free_ char *unit = NULL;
 	uint64_t deadline = now_usec() + timeout;
 	const char *access;

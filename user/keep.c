@@ -47,7 +47,7 @@
 
 #define KEEP_TICK (500 * USEC_PER_MSEC)
 /* Kept at the first tick after this age: every connection open for a second is. */
-#define KEEP_AGE (500 * USEC_PER_MSEC)
+#define KEEP_AGE     (500 * USEC_PER_MSEC)
 
 #define KEEP_MAGIC   UINT64_C(0x73726b6565703031) /* "srkeep01" */
 #define KEEP_VERSION 1
@@ -60,12 +60,12 @@
  */
 #define KEEP_BAGS_MAX 48
 /* A bag of at least this many entries, more than half of them closed, is compacted. */
-#define KEEP_COMPACT_MIN 16
-#define KEEP_FDS_PER_MSG 252 /* SCM_MAX_FD is 253 */
-#define KEEP_ENTRY_FDS_MAX 6 /* client, backend, and two pipes (read and write ends) */
+#define KEEP_COMPACT_MIN   16
+#define KEEP_FDS_PER_MSG   252 /* SCM_MAX_FD is 253 */
+#define KEEP_ENTRY_FDS_MAX 6   /* client, backend, and two pipes (read and write ends) */
 
-#define KEEP_STATE_PREFIX FDSTORE_PREFIX "state."
-#define KEEP_BAG_PREFIX	  FDSTORE_PREFIX "bag."
+#define KEEP_STATE_PREFIX  FDSTORE_PREFIX "state."
+#define KEEP_BAG_PREFIX	   FDSTORE_PREFIX "bag."
 
 struct keep_header {
 	uint64_t magic;
@@ -185,7 +185,8 @@ static void bag_drop(struct keep_bag *b)
 
 	r = fdstore_remove(k->store, b->name);
 	if (r < 0)
-		log_warning_errno(r, "Failed to remove %s from the fd store, ignoring: %m", b->name);
+		log_warning_errno(r, "Failed to remove %s from the fd store, ignoring: %m",
+				  b->name);
 	safe_close(b->fd);
 	stat_dec(keep_stats(k)->store_fds);
 	for (pp = &rec->bags; *pp != b; pp = &(*pp)->next)
@@ -314,7 +315,8 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 	if (!all && now - c->accepted_at < KEEP_AGE)
 		return 0;
 	if (c->phase != PHASE_RUN)
-		return all && strlen(c->listener_name ?: "") < sizeof(((struct keep_entry){}).listener) ?
+		return all && strlen(c->listener_name ?: "") <
+					       sizeof(((struct keep_entry){}).listener) ?
 			       KEEP_FRESH :
 			       0;
 	/*
@@ -323,8 +325,8 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 	 * them (the upload starts only after the download settled, with --kernel-upload).
 	 */
 	for (struct flow *f = &c->up; f; f = f == &c->up ? &c->down : NULL) {
-		if (flow_settling(f) || (f->state == FLOW_IDLE && f == &c->up &&
-					 flow_settling(&c->down))) {
+		if (flow_settling(f) ||
+		    (f->state == FLOW_IDLE && f == &c->up && flow_settling(&c->down))) {
 			if (!all)
 				return 0;
 			continue;
@@ -473,8 +475,9 @@ static int keep_bag_batch(struct keep *k, struct keep_batch *batch, size_t from)
 		unsigned n = 0;
 
 		/* Send what is pending when the next entry might not fit, or at the end. */
-		if (n_entries > 0 && (i == batch->n || n_fds + KEEP_ENTRY_FDS_MAX > KEEP_FDS_PER_MSG ||
-				      n_entries == ELEMENTSOF(entries))) {
+		if (n_entries > 0 &&
+		    (i == batch->n || n_fds + KEEP_ENTRY_FDS_MAX > KEEP_FDS_PER_MSG ||
+		     n_entries == ELEMENTSOF(entries))) {
 			r = bag_send(pair[1], entries, n_entries, fds, n_fds);
 			while (n_made > 0)
 				safe_close(made[--n_made]);
@@ -835,8 +838,8 @@ static int take_held(int *fds, unsigned *i, uint8_t **ret, size_t *ret_len)
 	return 0;
 }
 
-static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_entry *e,
-			  int *fds, bool kernel_ok, keep_fresh_fn fresh, void *userdata,
+static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_entry *e, int *fds,
+			  bool kernel_ok, keep_fresh_fn fresh, void *userdata,
 			  struct restore_counts *counts)
 {
 	struct keep_record *rec = b->rec;
@@ -877,11 +880,12 @@ static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_
 		close_fds(fds + 2, e->n_fds - 2, false);
 		slot_free(rec, e->slot);
 		counts->closed++;
-		counts->why_closed = rec->hdr->bpf_abi != bpf_abi() ?
-					     "they moved bytes in the kernel under another BPF ABI "
-					     "(a new bpf/sockredir.h), whose maps this build can't use" :
-					     "they moved bytes in the kernel, and the previous maps could "
-					     "not be adopted";
+		counts->why_closed =
+			rec->hdr->bpf_abi != bpf_abi() ?
+				"they moved bytes in the kernel under another BPF ABI "
+				"(a new bpf/sockredir.h), whose maps this build can't use" :
+				"they moved bytes in the kernel, and the previous maps could "
+				"not be adopted";
 		return;
 	}
 
@@ -988,7 +992,8 @@ static int restore_bag(struct keep *k, struct keep_bag *b, bool kernel_ok, keep_
 		for (size_t i = 0; i < n_entries; i++) {
 			const struct keep_entry *e = &entries[i];
 
-			if (e->n_fds == 0 || e->n_fds > KEEP_ENTRY_FDS_MAX || used + e->n_fds > n_fds)
+			if (e->n_fds == 0 || e->n_fds > KEEP_ENTRY_FDS_MAX ||
+			    used + e->n_fds > n_fds)
 				break;
 			b->n_entries++;
 			restore_entry(k, b, e, fds + used, kernel_ok, fresh, userdata, counts);
@@ -1024,8 +1029,9 @@ static int restore_record(struct keep *k, struct named_fd *fds, size_t n, size_t
 
 	r = record_map(rec);
 	if (r < 0)
-		log_warning_errno(r, "State record %s in the fd store is unreadable: its connections "
-				     "are closed: %m",
+		log_warning_errno(r,
+				  "State record %s in the fd store is unreadable: its connections "
+				  "are closed: %m",
 				  fds[i_rec].name);
 
 	for (size_t i = 0; i < n; i++) {
@@ -1062,8 +1068,8 @@ static int restore_record(struct keep *k, struct named_fd *fds, size_t n, size_t
 	return 0;
 }
 
-int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share,
-		 unsigned n_shares, bool kernel_ok, keep_fresh_fn fresh, void *userdata)
+int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share, unsigned n_shares,
+		 bool kernel_ok, keep_fresh_fn fresh, void *userdata)
 {
 	struct restore_counts counts = {};
 	const char **names;
@@ -1094,8 +1100,8 @@ int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share,
 	if (counts.restored + counts.fresh + counts.closed > 0)
 		log_info("Restored %u connection(s) kept by the previous process; %u in setup "
 			 "started again; %u closed with a FIN%s%s.",
-			 counts.restored, counts.fresh, counts.closed,
-			 counts.closed ? ": " : "", counts.closed ? counts.why_closed : "");
+			 counts.restored, counts.fresh, counts.closed, counts.closed ? ": " : "",
+			 counts.closed ? counts.why_closed : "");
 	stat_add(keep_stats(k)->restore_closed, counts.closed);
 
 	/* Only now, with every restored connection counted, do they run. */

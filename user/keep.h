@@ -43,8 +43,8 @@ typedef void (*keep_fresh_fn)(void *userdata, int fd, const char *listener);
  * path can resume; otherwise they are closed with a FIN. Fds of other shares are left alone.
  * Logs what it did. Returns how many connections were restored, or negative errno.
  */
-int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share,
-		 unsigned n_shares, bool kernel_ok, keep_fresh_fn fresh, void *userdata);
+int keep_restore(struct keep *k, struct named_fd *fds, size_t n, unsigned share, unsigned n_shares,
+		 bool kernel_ok, keep_fresh_fn fresh, void *userdata);
 
 /*
  * Exiting for a restart: keep every connection now, those in setup as client sockets to set up

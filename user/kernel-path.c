@@ -21,7 +21,6 @@
 #include "log.h"
 #include "stats.h"
 
-
 static int sock_cookie(int fd, uint64_t *ret)
 {
 	socklen_t len = sizeof(*ret);

@@ -117,9 +117,9 @@ static bool stop_is_restart(struct proxy *p, const struct signalfd_siginfo *si)
 		return getppid() != p->supervisor_pid;
 	r = fdstore_stop_is_restart();
 	if (r < 0)
-		log_warning_errno(r,
-				  "Could not ask systemd whether this is a restart; draining as for "
-				  "a stop: %m");
+		log_warning_errno(
+			r, "Could not ask systemd whether this is a restart; draining as for "
+			   "a stop: %m");
 	return r > 0;
 }
 
@@ -134,9 +134,10 @@ static void hand_over(struct proxy *p)
 	if (r < 0)
 		log_warning_errno(r, "Failed to keep every connection in the fd store: %m");
 	if (left > 0)
-		log_warning("Restart: %u connection(s) handed over to the next process; %u could not "
-			    "be kept and close now.",
-			    kept, left);
+		log_warning(
+			"Restart: %u connection(s) handed over to the next process; %u could not "
+			"be kept and close now.",
+			kept, left);
 	else
 		log_info("Restart: %u connection(s) handed over to the next process.", kept);
 	(void)sd_notify(false, "STOPPING=1\nSTATUS=Restarting: connections kept in the fd store");

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* sockredir: a socket-activated TCP -> Unix redirector whose data path is a sockmap program. */
+#include <inttypes.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,25 +61,44 @@ static const char *load_hint(int r, const char *what)
  * another verdict map: EBUSY). Only if every record there was written under this BPF ABI.
  */
 static size_t maps_to_adopt(const struct named_fd *stored, size_t n_stored, int *fds,
-			    const char **names, size_t max)
+			    const char **names, char (*prog_names)[32], size_t max,
+			    bool *ret_programs)
 {
 	struct keep_found found;
-	size_t n = 0;
+	size_t n = 0, n_progs = 0;
 
+	*ret_programs = false;
 	keep_inspect(stored, n_stored, &found);
 	if (found.n_records == 0)
 		return 0;
 	if (found.n_abi_mismatch > 0) {
-		log_warning("The previous process ran another BPF ABI (bpf/sockredir.h changed): its "
-			    "maps can't be adopted, and its kernel-path connections will be closed "
-			    "with a FIN.");
+		log_warning(
+			"The previous process ran another BPF ABI (bpf/sockredir.h changed): its "
+			"maps can't be adopted, and its kernel-path connections will be closed "
+			"with a FIN.");
 		return 0;
 	}
-	for (size_t i = 0; i < n_stored && n < max; i++)
-		if (strncmp(stored[i].name, KEEP_BPF_PREFIX, strlen(KEEP_BPF_PREFIX)) == 0) {
-			fds[n] = stored[i].fd;
-			names[n++] = stored[i].name + strlen(KEEP_BPF_PREFIX);
+	for (size_t i = 0; i < n_stored && n < max; i++) {
+		const char *rest = stored[i].name + strlen(KEEP_BPF_PREFIX), *dot;
+
+		if (strncmp(stored[i].name, KEEP_BPF_PREFIX, strlen(KEEP_BPF_PREFIX)) != 0)
+			continue;
+		/* Programs are stored as NAME.HASH: only this very build's are taken as they are. */
+		dot = strchr(rest, '.');
+		if (dot) {
+			char hash[24];
+
+			snprintf(hash, sizeof(hash), "%016" PRIx64, bpf_object_hash());
+			if (!streq(dot + 1, hash) || (size_t)(dot - rest) >= sizeof(prog_names[0]))
+				continue;
+			snprintf(prog_names[n_progs], sizeof(prog_names[0]), "%.*s",
+				 (int)(dot - rest), rest);
+			rest = prog_names[n_progs++];
 		}
+		fds[n] = stored[i].fd;
+		names[n++] = rest;
+	}
+	*ret_programs = n_progs == 2;
 	return n;
 }
 
@@ -88,6 +108,7 @@ static int setup_kernel_path(const struct options *o, const struct named_fd *sto
 {
 	struct bpf_load_options lo = { .pin_path = o->pin_path, .map_entries = o->map_entries };
 	const char *what = "load the BPF object", *reuse_names[16];
+	char prog_names[2][32];
 	int reuse_fds[16];
 	int r;
 
@@ -103,8 +124,8 @@ static int setup_kernel_path(const struct options *o, const struct named_fd *sto
 		what = "find kernel BTF at /sys/kernel/btf/vmlinux";
 	} else {
 		log_bridge_libbpf(o->mode == SR_MODE_BPF);
-		lo.n_reuse = maps_to_adopt(stored, n_stored, reuse_fds, reuse_names,
-					   ELEMENTSOF(reuse_fds));
+		lo.n_reuse = maps_to_adopt(stored, n_stored, reuse_fds, reuse_names, prog_names,
+					   ELEMENTSOF(reuse_fds), &lo.adopt_programs);
 		lo.reuse_fds = reuse_fds;
 		lo.reuse_names = reuse_names;
 		r = bpf_state_load(&lo, ret, &what);
@@ -116,6 +137,7 @@ static int setup_kernel_path(const struct options *o, const struct named_fd *sto
 					  "process will be closed with a FIN: %m",
 					  what);
 			lo.n_reuse = 0;
+			lo.adopt_programs = false;
 			what = "load the BPF object";
 			r = bpf_state_load(&lo, ret, &what);
 		}
@@ -152,7 +174,7 @@ static int setup_kernel_path(const struct options *o, const struct named_fd *sto
  */
 static int setup_fd_store(struct proxy *p, struct bpf_state *bpf)
 {
-	const char *why = NULL, *const *names;
+	const char *why = NULL, *const * names;
 	struct sr_proxy_stats *st = proxy_movers(p)->stats;
 	const int *fds;
 	size_t n;
@@ -176,20 +198,38 @@ static int setup_fd_store(struct proxy *p, struct bpf_state *bpf)
 	log_debug("systemd's fd store holds up to %u fds for us.", fdstore_max(p->store));
 	if (!bpf || bpf_state_fds(bpf, &fds, &names, &n) < 0)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char name[64];
+	char store_names[16][64];
 
-		snprintf(name, sizeof(name), KEEP_BPF_PREFIX "%s", names[i]);
-		/*
-		 * What an earlier process stored under the same name goes first, unless it is an
-		 * adopted map: the same fd again, which systemd would drop as a duplicate anyway.
-		 * Programs are always loaded anew.
-		 */
-		if (!p->maps_adopted || streq(names[i], SR_PROG_VERDICT))
-			(void)fdstore_remove(p->store, name);
-		r = fdstore_add(p->store, &fds[i], 1, name, false);
+	if (n > ELEMENTSOF(store_names))
+		return log_error_errno(E2BIG, "Too many BPF objects to store.");
+	/* Programs as NAME.HASH: the next process takes them as they are only if built the same. */
+	for (size_t i = 0; i < n; i++)
+		if (streq(names[i], SR_PROG_VERDICT) || streq(names[i], SR_PROG_PROBE))
+			snprintf(store_names[i], sizeof(store_names[i]),
+				 KEEP_BPF_PREFIX "%s.%016" PRIx64, names[i], bpf_object_hash());
+		else
+			snprintf(store_names[i], sizeof(store_names[i]), KEEP_BPF_PREFIX "%s",
+				 names[i]);
+
+	/*
+	 * What an earlier process stored goes, but adopted maps: the same fd again under the same
+	 * name, which systemd drops as a duplicate, so that they are never out of the store.
+	 * Programs go and come back: if this process dies in between, the next one only loads
+	 * them again.
+	 */
+	for (size_t i = 0; i < p->n_stored; i++) {
+		const char *rest = p->stored[i].name + strlen(KEEP_BPF_PREFIX);
+
+		if (strncmp(p->stored[i].name, KEEP_BPF_PREFIX, strlen(KEEP_BPF_PREFIX)) != 0 ||
+		    (p->maps_adopted && !strchr(rest, '.')))
+			continue;
+		(void)fdstore_remove(p->store, p->stored[i].name);
+	}
+	for (size_t i = 0; i < n; i++) {
+		r = fdstore_add(p->store, &fds[i], 1, store_names[i], false);
 		if (r < 0)
-			return log_error_errno(r, "Failed to store %s in the fd store: %m", name);
+			return log_error_errno(r, "Failed to store %s in the fd store: %m",
+					       store_names[i]);
 		stat_inc(st->store_fds);
 	}
 	return 0;
