@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -442,11 +443,28 @@ static int batch_add(struct keep_batch *b, struct connection *c, enum keep_kind 
 
 static void keep_log_failure(struct keep *k, int r, const char *what)
 {
-	if (log_ratelimit(&k->failed_logged_at, 60 * USEC_PER_SEC))
-		log_warning_errno(r,
-				  "Failed to %s: connections opened since will not survive a "
-				  "crash or restart (retrying): %m",
-				  what);
+	struct rlimit rl = {};
+
+	if (!log_ratelimit(&k->failed_logged_at, 60 * USEC_PER_SEC))
+		return;
+	if (r == -ETOOMANYREFS) {
+		/*
+		 * too_many_unix_fds(): fds in flight in Unix sockets count per user, up to the
+		 * sender's RLIMIT_NOFILE, and a kept connection has 2 to 6 of them in its bag.
+		 */
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+		log_warning("Failed to %s: the kernel lets a user have at most RLIMIT_NOFILE (%llu) "
+			    "fds in flight, and %" PRIu64 " kept connections hold that many. "
+			    "Connections beyond will not survive a crash or restart; raise "
+			    "LimitNOFILE= for more.",
+			    what, (unsigned long long)rl.rlim_cur,
+			    (uint64_t)__atomic_load_n(&keep_stats(k)->kept, __ATOMIC_RELAXED));
+		return;
+	}
+	log_warning_errno(r,
+			  "Failed to %s: connections opened since will not survive a crash or "
+			  "restart (retrying): %m",
+			  what);
 }
 
 /*
