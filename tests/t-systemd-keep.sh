@@ -10,7 +10,9 @@
 # once, paced over 14 s, some half-closing mid-way either way (see srpeer --help). 2 s after all
 # are established: `systemctl restart` (it must return within 2 s); 2 s later, with every
 # transfer still running: `systemctl kill --kill-whom=main --signal=SIGKILL` and Restart=on-failure
-# brings it back (RestartSec= as shipped: the default, 100 ms). Then:
+# brings it back (RestartSec= as shipped: the default, 100 ms); with workers, 1.5 s later, a
+# SIGKILL of one worker, which restarts the whole instance so that the next one takes every
+# connection over, the dead worker's too. Then:
 # - srpeer checks every byte both ways (the backend checks the upload), and that no connection
 #   saw a reset or an early EOF; the backend saw each connection exactly once (nothing was
 #   reconnected behind the client's back) and counted no error;
@@ -177,6 +179,35 @@ event_kill() {
 	check_restored "$unit" "$name" "$cur" "SIGKILL"
 }
 
+# With workers: SIGKILL of one worker. Its connections are in the store, which only a new process
+# can take them back from, so the supervisor restarts the whole instance (exit 1, then
+# Restart=on-failure), the other worker handing its connections over on the way.
+event_kill_worker() {
+	local unit=$1 name=$2 cur t0 dt pid0 nr0 w
+	cur=$(journal_cursor)
+	pid0=$(sd_main_pid "$unit")
+	nr0=$(show "$unit" NRestarts)
+	w=$(ct sh -c "cat /sys/fs/cgroup\$(systemctl show -P ControlGroup $unit)/cgroup.procs" |
+		grep -vx "$pid0" | head -n 1 || true)
+	if [ -z "$w" ]; then
+		kfail "no worker process to kill in $unit"
+		return
+	fi
+	t0=$EPOCHREALTIME
+	ct kill -KILL "$w" || kfail "kill -KILL of worker $w failed"
+	if ! poll 15 back_up "$unit" "$pid0" "$nr0"; then
+		kfail "not back within 15 s of a worker's SIGKILL: $(ct_systemctl show -p ActiveState \
+			-p SubState -p Result -p MainPID -p NRestarts "$unit" | tr '\n' ' ')"
+		return
+	fi
+	dt=$(since "$t0")
+	log "$PHASE: SIGKILL of worker $w: the instance restarted (main pid $pid0 ->" \
+		"$(sd_main_pid "$unit")), back after ${dt}s"
+	EV_NOTES+="back ${dt}s after a worker's SIGKILL; "
+	client_running || kfail "no transfer was left running after the worker's SIGKILL"
+	check_restored "$unit" "$name" "$cur" "a worker's SIGKILL"
+}
+
 # The backend's summary ("srpeer backend: N connections, M errors", at SIGTERM), and its errors.
 check_backend() {
 	local unit=$1 line n e
@@ -249,6 +280,11 @@ phase() {
 			kfail "this machine is too slow for the test: the SIGKILL comes" \
 				"${late}s into transfers of ${DURATION_MS} ms (raise KEEP_DURATION_MS)"
 		event_kill "$unit" "$name"
+		if [ "$name" = workers ]; then
+			sleep 1.5
+			check_kept "$name" "$unit" "before a worker's SIGKILL"
+			event_kill_worker "$unit" "$name"
+		fi
 	fi
 
 	# srpeer bounds itself (--timeout, then its watchdog); this only bounds the wait.
