@@ -511,6 +511,7 @@ static struct client_cfg {
 	unsigned int conns, parallel, rounds, timeout_sec;
 	uint64_t size, banner_size, seed;
 	uint64_t duration_ms; /* duplex: spread each connection's traffic over this; 0: unpaced */
+	bool no_backend_shut; /* duplex: no connection of kinds 4 and 5 (the backend half-closes) */
 	long eof_within_ms;   /* -1: not asked for */
 	bool barrier, quiet, corrupt;
 	uint64_t corrupt_at; /* conn 0 flips the low bit of this sent stream byte (selftest) */
@@ -1307,7 +1308,7 @@ static void duplex_plan(const struct conn *c, uint64_t *ret_up, uint64_t *ret_do
 			uint32_t *ret_flags)
 {
 	static const unsigned int div[6] = { 1, 1, 8, 2, 8, 2 };
-	unsigned int v = c->idx % 6;
+	unsigned int v = c->idx % (cfg.no_backend_shut ? 4 : 6);
 
 	*ret_up = v == 2 || v == 3 ? cfg.size / div[v] : cfg.size;
 	*ret_down = v >= 4 ? cfg.size / div[v] : cfg.size;
@@ -1469,6 +1470,7 @@ static int cmd_client(int argc, char **argv)
 		{ "corrupt-at", required_argument, NULL, 'X' },
 		{ "hold", required_argument, NULL, 'H' },
 		{ "duration", required_argument, NULL, 'd' },
+		{ "no-backend-halfclose", no_argument, NULL, 'N' },
 		{}
 	};
 	const char *connect_arg = NULL;
@@ -1532,6 +1534,9 @@ static int cmd_client(int argc, char **argv)
 			break;
 		case 'd':
 			cfg.duration_ms = parse_opt_num("duration", optarg, 0, 86400000);
+			break;
+		case 'N':
+			cfg.no_backend_shut = true;
 			break;
 		default:
 			usage_error("client: bad option '%s'", argv[optind - 1]);
@@ -2514,7 +2519,8 @@ static void usage(FILE *f)
 	      "  checks the upload and counts its errors). --duration MS paces both ends to\n"
 	      "  --size per MS\n"
 	      "  (duplex only; 0: as fast as possible); with --barrier the pace starts at the\n"
-	      "  release, so every transfer spans the same MS.\n"
+	      "  release, so every transfer spans the same MS. --no-backend-halfclose: i by i % 4\n"
+	      "  (kinds 0-3 only).\n"
 	      "\n"
 	      "proto request (little-endian): u32 magic 0x51505253, u32 flags (1: payload\n"
 	      "  until EOF, 2: close at once after the reply), u64 seed, u64 payload size,\n"

@@ -88,6 +88,40 @@ static int flow_dst_gone(struct movers *m, struct flow *f)
 	return 0;
 }
 
+/*
+ * --kernel-upload to a Unix backend that called shutdown(), in any mode: the kernel took our
+ * backend socket out of the sockmaps (see kernel_flow_dst_mapped()) and freed what its psock
+ * backlog still held, and sr_redirect now drops whatever the client sends. Nothing more of the
+ * upload can arrive and some of it may be lost already, so the upload ends as if the backend
+ * were gone: the connection closes once the download is out, and a client that goes on sending
+ * is reset. Without this, the drain waited for ever for bytes the verdict had dropped.
+ * 1 if the upload was ended, 0 if the destination is still in the map, <0 error.
+ */
+static int flow_upload_cut(struct movers *m, struct flow *f)
+{
+	int r;
+
+	if (!f->kernel || f->dir != SR_DIR_UP || !f->dst->is_unix)
+		return 0;
+	r = kernel_flow_dst_mapped(m, f);
+	if (r != 0)
+		return r < 0 ? r : 0;
+
+	if (!m->said_upload_cut) {
+		m->said_upload_cut = true;
+		log_warning("Connection %" PRIu64 ": the backend shut down its socket while the "
+			    "client was still uploading; the kernel took the socket out of the "
+			    "sockmap, so the rest of the upload can't be delivered: closing. See "
+			    "README.md, \"Known limits\". Further ones are logged at debug level.",
+			    f->conn_id);
+	} else
+		log_debug("Connection %" PRIu64 ": backend shut down mid-upload (kernel upload): "
+			  "closing.",
+			  f->conn_id);
+	r = flow_dst_gone(m, f);
+	return r < 0 ? r : 1;
+}
+
 /* Write what was read by hand. 1 when done, 0 waiting for EPOLLOUT, <0 error. */
 static int flow_write_held(struct flow *f)
 {
@@ -181,13 +215,28 @@ static int flow_drain(struct movers *m, struct flow *f)
 			goto out;
 	}
 	if (pending > 0) {
-		/* The verdict has yet to see them (TCP), or held bytes are on their way (Unix). */
-		if (f->backoff == 0)
+		/*
+		 * The verdict has yet to see them (TCP), or held bytes are on their way (Unix).
+		 * Bytes it dropped never arrive: a destination that left the map ends the flow,
+		 * and anything else that stops the count for DRAIN_STALL_TIMEOUT ends it too.
+		 */
+		r = flow_upload_cut(m, f);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		if (pending != f->last_src_pending || f->deadline == 0) {
 			log_debug("Connection %" PRIu64 ": %s: waiting for %" PRIu64
 				  " source bytes.",
 				  f->conn_id, flow_name(f), pending);
+			f->last_src_pending = pending;
+			f->deadline = now_usec() + DRAIN_STALL_TIMEOUT;
+		}
 		flow_wait_timer(f);
 		return 0;
+	}
+	if (f->last_src_pending) {
+		/* The source wait is over: the destination's wait gets a deadline of its own. */
+		f->last_src_pending = 0;
+		f->deadline = 0;
 	}
 	r = flow_dst_drained(m, f);
 	if (r <= 0)
@@ -276,6 +325,15 @@ int flow_run(struct movers *m, struct flow *f)
 		log_debug("Connection %" PRIu64 ": %s timed out in state %s.", f->conn_id,
 			  flow_name(f), flow_state_table[f->state]);
 		return -ETIMEDOUT;
+	}
+
+	/* The first event after the backend shut down: did that cut a kernel upload? */
+	if (f->dst->rdhup && !f->dst_checked &&
+	    (f->state == FLOW_OPEN || f->state == FLOW_DRAINING)) {
+		f->dst_checked = true;
+		r = flow_upload_cut(m, f);
+		if (r != 0)
+			return r < 0 ? r : 0;
 	}
 
 	switch (f->state) {

@@ -216,7 +216,8 @@ int kernel_path_adopt(struct movers *m, struct end *client, struct end *backend,
 	/*
 	 * Only this process removes sr_peers entries, so they tell whether the sockets are still
 	 * the pair that was kept. The sockets themselves may have left the sockhashes meanwhile (the
-	 * kernel takes a Unix socket out when its peer closes): that is an EOF the flows will see.
+	 * kernel takes a Unix socket out when its peer calls shutdown()): the flows see that as an
+	 * EOF, and flow_upload_cut() checks the map after it.
 	 */
 	if (down) {
 		r = bpf_peer_get(m->bpf, backend->cookie, &peer);
@@ -283,7 +284,7 @@ int kernel_flow_src_pending(struct movers *m, struct flow *f, uint64_t *ret)
 		 */
 		r = bpf_probe_psock(bpf, f->src->cookie, true, &probe);
 		if (r == -ENOENT)
-			/* When its peer closes, the kernel takes a Unix socket out of the map. */
+			/* When its peer calls shutdown(), the kernel takes a Unix socket out. */
 			probe = (struct sr_probe){};
 		else if (r < 0)
 			return r;
@@ -326,7 +327,10 @@ int kernel_flow_dst_pending(struct movers *m, struct flow *f, uint64_t *ret)
 	stat_inc(m->stats->drain_checks);
 	r = bpf_probe_psock(m->bpf, f->dst->cookie, false, &probe);
 	if (r == -ENOENT) {
-		/* The target left the map: it was closed, nothing more will be sent on it. */
+		/*
+		 * The target left the map: a TCP one was reset or closed; a Unix one's peer called
+		 * shutdown() (an upload still running then is ended by flow_upload_cut()).
+		 */
 		*ret = 0;
 		return 0;
 	}
@@ -336,6 +340,25 @@ int kernel_flow_dst_pending(struct movers *m, struct flow *f, uint64_t *ret)
 		return -EPIPE;
 	*ret = (uint64_t)probe.queued + probe.partial;
 	return 0;
+}
+
+/*
+ * A Unix socket in a sockmap leaves it as soon as its peer calls shutdown(), whatever the mode,
+ * while the peer's close() leaves it in: unix_shutdown() calls the peer's sk_prot->unhash, which
+ * is sock_map_unhash() for a socket in a map (unix_stream_bpf_rebuild_protos()). That removes
+ * every link, and with the last one sk_psock_drop() stops the psock and sk_psock_destroy() frees
+ * what its backlog still held. From then on sr_redirect can't find the socket in sr_targets and
+ * drops what it would have sent there (redirect_failed).
+ */
+int kernel_flow_dst_mapped(struct movers *m, const struct flow *f)
+{
+	struct sr_probe probe;
+	int r;
+
+	r = bpf_probe_psock(m->bpf, f->dst->cookie, false, &probe);
+	if (r == -ENOENT)
+		return 0;
+	return r < 0 ? r : 1;
 }
 
 int kernel_flow_read_held(struct movers *m, struct flow *f, bool *ret_eof, bool *ret_full)

@@ -48,6 +48,12 @@ int kernel_flow_src_pending(struct movers *m, struct flow *f, uint64_t *ret);
  */
 int kernel_flow_dst_pending(struct movers *m, struct flow *f, uint64_t *ret);
 /*
+ * Is the flow's destination still in sr_targets? 1 yes, 0 no, or negative errno. A Unix socket
+ * leaves every sockmap when its peer calls shutdown(), in any mode (see the function); after
+ * that the kernel can't deliver another byte of this flow.
+ */
+int kernel_flow_dst_mapped(struct movers *m, const struct flow *f);
+/*
  * recv() what is on a Unix source into f->buf, until it would block, ends (*ret_eof), or the
  * buffer is full (*ret_full). Returns 0 or negative errno.
  */

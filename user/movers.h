@@ -23,6 +23,7 @@ struct movers {
 	struct grace *grace;
 	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or of a shared page */
 	struct pipe_pool pipes;
+	bool said_upload_cut; /* flow.c: a backend's shutdown() cut a kernel upload, said once */
 };
 
 /* Largest buffer of by-hand bytes per flow (flow.buf); past it, writing comes before reading. */
@@ -92,7 +93,9 @@ struct flow {
 	bool holding; /* SR_PEER_HOLD is set on the source */
 	unsigned settle_rounds;
 	uint64_t grace_ticket;
-	uint64_t last_pending; /* drain progress: the destination's backlog at the last poll */
+	uint64_t last_pending;	   /* drain progress: the destination's backlog at the last poll */
+	uint64_t last_src_pending; /* the same for source bytes the verdict has yet to take */
+	bool dst_checked; /* the destination's map entry was checked after its peer's EOF */
 };
 
 #endif /* SR_MOVERS_H */
