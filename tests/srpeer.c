@@ -105,13 +105,37 @@ static void sleep_ns(uint64_t ns)
 }
 
 /*
+ * --unpace-file: once this file exists, every pace is lifted and the rest goes as fast as it can.
+ * A test paces transfers long enough to span its events on a slow machine, then ends them at
+ * once. Checked at most once a pace tick, by any thread; once seen, for good.
+ */
+static const char *unpace_path;
+
+static bool unpaced(void)
+{
+	static _Atomic bool seen;
+	static _Atomic uint64_t checked;
+	uint64_t now;
+
+	if (!unpace_path || atomic_load(&seen))
+		return atomic_load(&seen);
+	now = now_ns();
+	if (now - atomic_load(&checked) < PACE_TICK_NS)
+		return false;
+	atomic_store(&checked, now);
+	if (access(unpace_path, F_OK) == 0)
+		atomic_store(&seen, true);
+	return atomic_load(&seen);
+}
+
+/*
  * How many of len bytes a pace of rate bytes per second allows after elapsed ns (0: all). It
  * grows a tick at a time: were it to grow with every nanosecond, each end would wake on the
  * other's few bytes and send its own few, a ping-pong of tiny writes that ate the CPU.
  */
 static uint64_t pace_allowed(uint64_t rate, uint64_t len, uint64_t elapsed)
 {
-	if (!rate)
+	if (!rate || unpaced())
 		return len;
 	elapsed -= elapsed % PACE_TICK_NS;
 	return (uint64_t)MIN((unsigned __int128)len,
@@ -1471,6 +1495,7 @@ static int cmd_client(int argc, char **argv)
 		{ "hold", required_argument, NULL, 'H' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "no-backend-halfclose", no_argument, NULL, 'N' },
+		{ "unpace-file", required_argument, NULL, 'U' },
 		{}
 	};
 	const char *connect_arg = NULL;
@@ -1537,6 +1562,9 @@ static int cmd_client(int argc, char **argv)
 			break;
 		case 'N':
 			cfg.no_backend_shut = true;
+			break;
+		case 'U':
+			unpace_path = optarg;
 			break;
 		default:
 			usage_error("client: bad option '%s'", argv[optind - 1]);
@@ -2280,6 +2308,7 @@ static int cmd_backend(int argc, char **argv)
 		{ "ready-file", required_argument, NULL, 'R' },
 		{ "banner-size", required_argument, NULL, 'B' },
 		{ "banner-delay-us", required_argument, NULL, 'D' },
+		{ "unpace-file", required_argument, NULL, 'U' },
 		{}
 	};
 	struct sockaddr_storage ss;
@@ -2316,6 +2345,9 @@ static int cmd_backend(int argc, char **argv)
 		case 'D':
 			bcfg.banner_delay_us = parse_opt_num("banner-delay-us", optarg, 0,
 							     3600 * 1000000ULL);
+			break;
+		case 'U':
+			unpace_path = optarg;
 			break;
 		default:
 			usage_error("backend: bad option '%s'", argv[optind - 1]);
@@ -2483,11 +2515,11 @@ static void usage(FILE *f)
 {
 	fputs("usage:\n"
 	      "  srpeer backend --listen ADDR --mode MODE [--ready-file F] [--banner-size N]\n"
-	      "                 [--banner-delay-us N]\n"
+	      "                 [--banner-delay-us N] [--unpace-file F]\n"
 	      "  srpeer client --connect ADDR --test TEST [--conns N] [--parallel P] [--size N]\n"
 	      "                [--rounds K] [--seed S] [--timeout SEC] [--barrier]\n"
 	      "                [--hold FILE] [--expect-eof-within MS] [--banner-size N] [--quiet]\n"
-	      "                [--duration MS]\n"
+	      "                [--duration MS] [--no-backend-halfclose] [--unpace-file F]\n"
 	      "  srpeer notify-listen PATH [--timeout SEC]   (prints pid=SENDER MESSAGE per datagram)\n"
 	      "\n"
 	      "ADDR: /path, ./path or unix:path (AF_UNIX), @name (abstract), host:port (IPv4 or\n"
@@ -2520,7 +2552,8 @@ static void usage(FILE *f)
 	      "  --size per MS\n"
 	      "  (duplex only; 0: as fast as possible); with --barrier the pace starts at the\n"
 	      "  release, so every transfer spans the same MS. --no-backend-halfclose: i by i % 4\n"
-	      "  (kinds 0-3 only).\n"
+	      "  (kinds 0-3 only). --unpace-file F (client and backend): once F exists, the rest\n"
+	      "  goes unpaced.\n"
 	      "\n"
 	      "proto request (little-endian): u32 magic 0x51505253, u32 flags (1: payload\n"
 	      "  until EOF, 2: close at once after the reply), u64 seed, u64 payload size,\n"

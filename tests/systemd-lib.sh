@@ -395,13 +395,16 @@ sd_setup_bare() {
 	sd_setup "$@"
 }
 
-# sd_backend UNIT SOCKET [MODE]: an srpeer backend (echo by default) as a transient service
-# inside the container, as root, listening on SOCKET (its directory is made).
+# sd_backend UNIT SOCKET [MODE [OPTIONS...]]: an srpeer backend (echo by default) as a transient
+# service inside the container, as root, listening on SOCKET (its directory is made), with
+# further srpeer backend OPTIONS.
 sd_backend() {
 	local unit=$1 sock=$2 mode=${3:-echo}
+	shift $(($# < 3 ? $# : 3))
 	ct install -d -m 0755 "$(dirname "$sock")"
 	ct systemd-run --quiet --unit="$unit" -p LimitNOFILE=20000 \
-		"$SD_SRPEER" backend --listen "$sock" --mode "$mode" || fail "systemd-run $unit failed"
+		"$SD_SRPEER" backend --listen "$sock" --mode "$mode" "$@" ||
+		fail "systemd-run $unit failed"
 	wait_for "backend $unit on $sock" 10 ct test -S "$sock"
 }
 

@@ -7,7 +7,9 @@
 #
 # For each mover (mode = bpf; bpf with kernel-upload; splice), then bpf with workers = 2: 1,000
 # connections (srpeer client --test duplex, from outside the container) upload and download at
-# once, paced over 14 s, some half-closing mid-way either way (see srpeer --help). 2 s after all
+# once, paced over 40 s, some half-closing mid-way either way (see srpeer --help); once the events
+# are over the rest goes unpaced (srpeer --unpace-file, both ends), so that a slow machine still
+# has every transfer running through every event, and a fast one doesn't wait. 2 s after all
 # are established: `systemctl restart` (it must return within 2 s); 2 s later, with every
 # transfer still running: `systemctl kill --kill-whom=main --signal=SIGKILL` and Restart=on-failure
 # brings it back (RestartSec= as shipped: the default, 100 ms); with workers, 1.5 s later, a
@@ -32,7 +34,7 @@
 #
 #   KEEP_EVENTS=no   the dry run: the same load and checks, without restart or kill (what must
 #                    pass on a build without the feature too)
-#   KEEP_CONNS, KEEP_SIZE, KEEP_DURATION_MS   the load (1000, 256K each way, 14000)
+#   KEEP_CONNS, KEEP_SIZE, KEEP_DURATION_MS   the load (1000, 256K each way, 40000)
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/systemd-lib.sh"
 sd_setup "$@"
@@ -40,7 +42,7 @@ need_cmd ss awk getconf
 
 CONNS=${KEEP_CONNS:-1000}
 SIZE=${KEEP_SIZE:-256K}
-DURATION_MS=${KEEP_DURATION_MS:-14000}
+DURATION_MS=${KEEP_DURATION_MS:-40000}
 EVENTS=${KEEP_EVENTS:-yes}
 # How long after the last connection closed NFileDescriptorStore may take to come back.
 STORE_SECS=4
@@ -237,7 +239,7 @@ phase() {
 	EV_NOTES=""
 	log "--- $name: $* ($CONNS connections, $SIZE each way over ${DURATION_MS} ms," \
 		"events: $EVENTS)"
-	sd_backend "$be" "/run/$name/app.sock" proto
+	sd_backend "$be" "/run/$name/app.sock" proto --unpace-file "/run/$name/unpace"
 	{
 		printf 'backend = /run/%s/app.sock\ndrain-timeout = 2s\n' "$name"
 		[ $# = 0 ] || printf '%s\n' "$@"
@@ -255,6 +257,7 @@ phase() {
 	# shellcheck disable=SC2086 # CLIENT_OPTS: words
 	"$SRPEER" client --connect "127.0.0.1:$port" --test duplex --conns "$CONNS" --barrier \
 		--hold "$T/hold" --size "$SIZE" --duration "$DURATION_MS" ${CLIENT_OPTS:-} \
+		--unpace-file "$T/unpace-$name" \
 		--timeout $((DURATION_MS / 1000 + 40)) >"$T/client-$name.log" 2>&1 &
 	CLIENT_PID=$!
 	BG_PIDS+=("$CLIENT_PID")
@@ -286,6 +289,9 @@ phase() {
 			check_kept "$name" "$unit" "before a worker's SIGKILL"
 			event_kill_worker "$unit" "$name"
 		fi
+		# The events are over: the rest of every transfer goes unpaced, both ends.
+		touch "$T/unpace-$name"
+		ct touch "/run/$name/unpace"
 	fi
 
 	# srpeer bounds itself (--timeout, then its watchdog); this only bounds the wait.

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Listeners and the accept loop: when to accept, and what to do when accepting fails. */
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "fdstore.h"
 #include "keep.h"
 #include "listen.h"
 #include "log.h"
@@ -204,6 +206,11 @@ int proxy_start(struct proxy *p)
 	return 0;
 }
 
+static bool startswith_bpf(const char *name)
+{
+	return strncmp(name, KEEP_BPF_PREFIX, strlen(KEEP_BPF_PREFIX)) == 0;
+}
+
 /* A kept client socket still in setup: set it up again, as if just accepted on its listener. */
 static void on_fresh(void *userdata, int fd, const char *listener)
 {
@@ -230,8 +237,21 @@ int proxy_restore(struct proxy *p)
 	if (!p->store)
 		return 0;
 	r = keep_new(p->store, &p->setup.conns, &p->keep);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		/*
+		 * Serve all the same, and say so. What earlier processes kept can't be taken over
+		 * without a record: out of the store with it, so that its sockets close.
+		 */
+		log_warning("Connections will not survive a restart or a crash: the fd store "
+			    "refused the state record.");
+		for (size_t i = 0; i < p->n_stored; i++)
+			if (!startswith_bpf(p->stored[i].name))
+				(void)fdstore_remove(p->store, p->stored[i].name);
+		named_fds_free(p->stored, p->n_stored);
+		p->stored = NULL;
+		p->n_stored = 0;
+		return 0;
+	}
 	r = keep_restore(p->keep, p->stored, p->n_stored, share, n_shares, p->maps_adopted,
 			 on_fresh, p);
 	named_fds_free(p->stored, p->n_stored);
