@@ -298,6 +298,34 @@ sd_install() {
 	ct systemd-tmpfiles --create sockredir.conf ||
 		fail "systemd-tmpfiles --create sockredir.conf failed"
 	ct_systemctl daemon-reload || fail "systemctl daemon-reload failed"
+	[ -z "${SD_ASAN:-}" ] || sd_install_asan
+}
+
+# SD_ASAN=1 (tests/t-sanitize.sh): the units run sockredir built with ASan and UBSan
+# (.output/asan), its two runtime libraries copied from the host (the root has none). A report
+# goes to the journal and fails the run; sd_check_sanitizers looks for one. No leak check: LSan
+# stops the world with ptrace(), which the unit's SystemCallFilter= refuses.
+sd_install_asan() {
+	local lib
+	[ -x "$OUT/asan/sockredir" ] || fail "SD_ASAN=1: no $OUT/asan/sockredir (make SANITIZE=1)"
+	for lib in $(ldd "$OUT/asan/sockredir" | awk '/lib(asan|ubsan)\.so/ { print $3 }'); do
+		cp "$lib" "$SD_ROOT/usr/lib/x86_64-linux-gnu/" || fail "copying $lib into the root failed"
+	done
+	cp "$OUT/asan/sockredir" "$SD_ROOT/usr/bin/sockredir" || fail "installing the ASan build failed"
+	printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0:print_summary=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1\n' |
+		ct_write /etc/systemd/system/sockredir@.service.d/asan.conf 0644
+	ct_systemctl daemon-reload || fail "systemctl daemon-reload failed"
+	ct ldd /usr/bin/sockredir | grep -q libasan || fail "SD_ASAN=1: /usr/bin/sockredir is no ASan build"
+	log "sockredir in the container is the ASan+UBSan build"
+}
+
+# sd_check_sanitizers: with SD_ASAN=1, no sanitizer report in the container's journal.
+sd_check_sanitizers() {
+	local hits
+	[ -n "${SD_ASAN:-}" ] || return 0
+	hits=$(ct journalctl --no-pager -b -o cat | grep -E 'ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer' || true)
+	[ -z "$hits" ] || fail "sanitizer reports in the journal: $(echo "$hits" | head -n 5)"
+	log "no sanitizer report in the journal"
 }
 
 # Power the container off (bounded), then make sure nothing of it is left.

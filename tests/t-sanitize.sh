@@ -24,5 +24,21 @@ for t in t-roundtrip t-halfclose t-banner t-faults t-route-host t-reload t-stats
 		rc=1
 	fi
 done
+# Keeping connections across restarts and crashes, under the real systemd of the t-systemd-*
+# tests, with the ASan build in the container (tests/systemd-lib.sh: SD_ASAN).
+for t in "t-systemd-keep KEEP_CONNS=200" t-systemd-keep-setup; do
+	# shellcheck disable=SC2086 # the name, then its environment: words
+	set -- $t
+	name=$1
+	shift
+	start=$SECONDS
+	if env SD_ASAN=1 "$@" bash "tests/$name.sh" >"$TOP/.output/asan/$name.log" 2>&1; then
+		echo "# $name under ASan+UBSan: ok ($((SECONDS - start))s)"
+	else
+		echo "FAIL: $name under ASan+UBSan; the end of .output/asan/$name.log:"
+		tail -n 30 "$TOP/.output/asan/$name.log"
+		rc=1
+	fi
+done
 [ $rc = 0 ] && echo "ok"
 exit $rc

@@ -258,4 +258,5 @@ PY
 
 scenario norestart 8501 no
 scenario restart 8502 yes
+sd_check_sanitizers
 log "ok"

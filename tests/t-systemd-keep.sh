@@ -365,4 +365,5 @@ if [ ${#FAILS[@]} -gt 0 ]; then
 	fail "${#FAILS[@]} checks failed (each above as 'FAIL (mover)'; by mover at the end)"
 fi
 cat "$T/summary"
+sd_check_sanitizers
 log "ok"
