@@ -73,6 +73,12 @@ enum sr_fallback_reason {
 	SR_FALLBACK_BACKEND_STATE, /* backend socket refused */
 	SR_FALLBACK_MAP_FULL,	   /* a map was full (E2BIG/ENOMEM) */
 	SR_FALLBACK_OTHER,	   /* any other insert error */
+	/*
+	 * The client is a Unix socket: its shutdown() would take our socket out of the sockmaps
+	 * (unix_shutdown() -> sock_map_unhash()) and lose the bytes its psock backlog held.
+	 * Appended, so that the older reasons keep their index in fallback[].
+	 */
+	SR_FALLBACK_CLIENT_UNIX,
 	_SR_FALLBACK_MAX,
 };
 

@@ -260,6 +260,10 @@ test_movers() {
 	want "$m" sockredir_connect_duration_seconds_count 59
 	want "$m" "sockredir_backend_connections_open{route=\"default\",backend=\"$T/backend.sock\"}" 0
 	want "$m" "sockredir_backend_up{route=\"listener:banner\",backend=\"$T/banner.sock\"}" 1
+	# Every reason has its series, client_unix too (all the clients here are TCP).
+	[ "$(grep -c '^sockredir_fallbacks_total{reason=' "$m")" = 6 ] ||
+		fail "want 6 sockredir_fallbacks_total series, one per reason"
+	want "$m" 'sockredir_fallbacks_total{reason="client_unix"}' 0
 
 	# What srpeer sent went up, what it received came down: the movers' sum, to the byte.
 	up=0 down=0

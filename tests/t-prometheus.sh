@@ -90,6 +90,11 @@ done
 query_is 'count(sockredir_info{mode="bpf",dispatch="kernel_download"})' 1 ||
 	prom_fail "no sockredir_info with the mode and dispatch: $(query 'sockredir_info')"
 query_is 'sockredir_workers' 1 || prom_fail "sockredir_workers: $(query sockredir_workers)"
+# One series per fallback reason; every client here is TCP, so none is a Unix one.
+query_is 'count(sockredir_fallbacks_total{job="sockredir"})' 6 ||
+	prom_fail "want 6 fallback reasons: $(query 'sockredir_fallbacks_total')"
+query_is 'sockredir_fallbacks_total{reason="client_unix"}' 0 ||
+	prom_fail "sockredir_fallbacks_total{reason=\"client_unix\"}: $(query 'sockredir_fallbacks_total{reason="client_unix"}')"
 # No fd store here (no NOTIFY_SOCKET): the families are there, at 0.
 for m in sockredir_connections_kept sockredir_connections_restored_total \
 	sockredir_connections_restore_closed_total sockredir_fdstore_fds; do

@@ -87,11 +87,12 @@ sr_start() {
 	done
 }
 
-# sr_stop ID WHAT MODE CONNS: SIGTERM; expect status 0, no pins left, CONNS accepted, and in
-# the bpf modes all of them on the kernel path (and uploading in the kernel with --kernel-upload).
-# MODE "splice" skips those two checks.
+# sr_stop ID WHAT MODE CONNS [UNIX]: SIGTERM; expect status 0, no pins left, CONNS accepted, and
+# in the bpf modes UNIX of them (clients of a Unix listener, default 0) spliced ("client unix")
+# and the rest on the kernel path (and uploading in the kernel with --kernel-upload).
+# MODE "splice" skips those checks.
 sr_stop() {
-	local id=$1 what=$2 mode=$3 conns=$4 rc=0
+	local id=$1 what=$2 mode=$3 conns=$4 unix=${5:-0} rc=0
 	[ "$(cat /proc/"${SR_PID[$id]}"/comm 2>/dev/null)" = sockredir ] ||
 		die "$what: sockredir never started (no connection reached it?)"
 	kill -TERM "${SR_PID[$id]}" 2>/dev/null || true
@@ -102,13 +103,15 @@ sr_stop() {
 	[ "$(summary accepted)" = "$conns" ] ||
 		die "$what: expected $conns connections in the summary, got $(summary accepted)"
 	case $mode in *bpf*)
-		[ "$(summary 'on the kernel path')" = "$conns" ] ||
-			die "$what: expected all $conns connections on the kernel path"
+		[ "$(summary 'on the kernel path')" = $((conns - unix)) ] ||
+			die "$what: expected $((conns - unix)) of $conns connections on the kernel path"
+		[ "$(summary 'client unix')" = "$unix" ] ||
+			die "$what: expected $unix connection(s) spliced (client unix)"
 		;;
 	esac
 	case $mode in *--kernel-upload*)
-		[ "$(summary 'with kernel upload')" = "$conns" ] ||
-			die "$what: expected all $conns connections to upload in the kernel"
+		[ "$(summary 'with kernel upload')" = $((conns - unix)) ] ||
+			die "$what: expected $((conns - unix)) of $conns connections to upload in the kernel"
 		;;
 	esac
 	unset "SR_PID[$id]"
@@ -229,8 +232,8 @@ raw_header() {
 		die "$what: the client (socat) failed: $(cat "$T/socat.err")"
 	wait $cap || rc=$?
 	[ $rc = 0 ] || die "$what: the capture (socat) ended with status $rc: $(cat "$T/socat.err")"
-	# Not checked against the kernel path: the client may half-close before it is inserted.
-	sr_stop raw "$what" splice 1
+	# A Unix client: spliced in every mode (its half-close would unhash our socket).
+	sr_stop raw "$what" "$mode" 1 1
 	case $v in
 	v1) want=$(printf 'PROXY UNKNOWN\r\nhello\n' | od -An -tx1 | tr -d ' \n') ;;
 	# The v2 signature, version 2 + LOCAL (0x20), AF_UNSPEC (0x00), no address block.
@@ -291,8 +294,9 @@ one_version() {
 	wait_for "haproxy to log srpeer's connection from 127.0.0.1 ($tag)" 5 \
 		tcp_logged "$TCP_RUNS"
 
-	sr_stop ngx "nginx ($tag)" "$mode" $ngx_conns
-	sr_stop hap "haproxy ($tag)" "$mode" $hap_conns
+	# One client of each came through the Unix listener.
+	sr_stop ngx "nginx ($tag)" "$mode" $ngx_conns 1
+	sr_stop hap "haproxy ($tag)" "$mode" $hap_conns 1
 	sr_stop tcp "haproxy tcp ($tag)" "$mode" 1
 
 	raw_header "$mode" "$v"

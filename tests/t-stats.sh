@@ -15,17 +15,22 @@ print("# prometheus_client parsed", len(list(parse(sys.stdin.read()))), "familie
 }
 
 start_backend proto
-start_proxy --mode bpf
+# A second listener, a Unix one: its clients are spliced (fallback reason client_unix).
+PROXY_ENV="-l $T/front.sock" start_proxy --mode bpf
 proxy_activate
 client --test up --size 8M --conns 3 || fail "uploads"
 client --test down --size 4M --conns 2 || fail "downloads"
+"$SRPEER" client --connect "$T/front.sock" --test down --size 1M || fail "a Unix client's download"
 first=$PROXY_NAME
 
 "$SOCKREDIR" stats "$first" >"$T/text.out" || fail "stats $first failed"
 cat "$T/text.out"
 grep -q "^$first\$" "$T/text.out" || fail "the instance name is missing"
-grep -Eq 'connections +0 open, 6 accepted' "$T/text.out" || fail "want 6 accepted (with the activation)"
-grep -Eq 'path +5 kernel' "$T/text.out" || fail "want 5 on the kernel path"
+grep -Eq 'connections +0 open, 7 accepted' "$T/text.out" || fail "want 7 accepted (with the activation)"
+grep -Eq 'path +5 kernel \(0 with kernel upload\), 2 splice' "$T/text.out" ||
+	fail "want 5 on the kernel path, 2 on splice"
+grep -Eq '^  fallbacks +mode 0, client_half_closed 1, backend_refused 0, map_full 0, other 0, client_unix 1$' \
+	"$T/text.out" || fail "want the fallbacks: the activation (client_half_closed), the Unix client"
 grep -Eq 'dispatch +down in the kernel, up by splice .*; 1 worker' "$T/text.out" ||
 	fail "want the dispatch: down in the kernel, up by splice, 1 worker"
 # Under systemd-socket-activate there is no fd store: nothing kept, restored or stored.
@@ -37,9 +42,12 @@ python3 - "$T/all.json" "$first" <<'PY' || fail "--json does not match the traff
 import json, sys
 doc = json.load(open(sys.argv[1]))
 inst = {i["name"]: i for i in doc}[sys.argv[2]]
-assert inst["accepted"] == 6 and inst["open"] == 0, inst
-assert inst["kernel"] == 5 and inst["fallbacks"]["client_half_closed"] == 1, inst
+assert inst["accepted"] == 7 and inst["open"] == 0, inst
+assert inst["kernel"] == 5 and inst["splice"] == 2, inst
+assert inst["fallbacks"] == {"mode": 0, "client_half_closed": 1, "backend_refused": 0,
+                             "map_full": 0, "other": 0, "client_unix": 1}, inst
 assert inst["bytes"]["down"]["kernel"] >= 2 * 4 << 20, inst
+assert inst["bytes"]["down"]["spliced"] >= 1 << 20, inst
 assert inst["bytes"]["up"]["spliced"] >= 3 * 8 << 20, inst
 assert inst["dispatch"] == {"down": "kernel", "up": "splice", "workers": 1}, inst
 assert inst["bytes"]["up"]["by_hand"] == 0 and inst["bytes"]["down"]["by_hand"] >= 0, inst
@@ -56,9 +64,10 @@ grep -Eq 'up \(c->b\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, 0 by hand' "$
 head -n 40 "$T/om.out"
 [ "$(tail -n 1 "$T/om.out")" = "# EOF" ] && [ "$(grep -c '^# EOF$' "$T/om.out")" = 1 ] ||
 	fail "OpenMetrics must end with one # EOF"
-for line in "sockredir_connections_accepted_total{name=\"$first\"} 6" \
+for line in "sockredir_connections_accepted_total{name=\"$first\"} 7" \
 	"sockredir_info{name=\"$first\",mode=\"bpf\",dispatch=\"kernel_download\"} 1" \
 	"sockredir_fallbacks_total{name=\"$first\",reason=\"client_half_closed\"} 1" \
+	"sockredir_fallbacks_total{name=\"$first\",reason=\"client_unix\"} 1" \
 	"sockredir_connections_kept{name=\"$first\"} 0" \
 	"sockredir_connections_restored_total{name=\"$first\"} 0" \
 	"sockredir_connections_restore_closed_total{name=\"$first\"} 0" \
@@ -99,7 +108,7 @@ rc=0
 	fail "a bad --format must exit 2 with a clear message: $rc $(cat "$T/badfmt.out")"
 
 timeout 1.2 "$SOCKREDIR" stats --watch 0.3 "$first" >"$T/watch.out" || true
-[ "$(grep -c "connections  *0 open, 6 accepted" "$T/watch.out")" -ge 3 ] ||
+[ "$(grep -c "connections  *0 open, 7 accepted" "$T/watch.out")" -ge 3 ] ||
 	fail "--watch did not print repeatedly"
 
 # Nothing to read: a clear message and a failure status.

@@ -37,10 +37,10 @@
 #define ODD_LABELS "route=\"host:q\\\"uote\\\\back\",backend=\"" ODD_BACKEND_ESCAPED "\""
 
 static struct sr_proxy_stats proxy_kernel = {
-	.accepted = 1204,
+	.accepted = 1218, /* kernel + fallbacks */
 	.open = 3,
 	.kernel = 1203,
-	.fallback = { [SR_FALLBACK_CLIENT_STATE] = 1 },
+	.fallback = { [SR_FALLBACK_CLIENT_STATE] = 1, [SR_FALLBACK_CLIENT_UNIX] = 14 },
 	.connect_failed = 2,
 	.spliced_bytes = { [SR_DIR_DOWN] = 0, [SR_DIR_UP] = 25165984 },
 	.flushed_bytes = 17,
@@ -327,7 +327,7 @@ static void test_text(void)
 	check_structure(t, METRICS_TEXT, "text");
 	CHECK_LINE(t, "# HELP sockredir_connections_accepted_total Client connections accepted.");
 	CHECK_LINE(t, "# TYPE sockredir_connections_accepted_total counter");
-	CHECK_LINE(t, "sockredir_connections_accepted_total 1204");
+	CHECK_LINE(t, "sockredir_connections_accepted_total 1218");
 	CHECK_LINE(t, "# TYPE sockredir_info gauge");
 	CHECK_LINE(t,
 		   "sockredir_info{version=\"0.1.0\",mode=\"bpf\",dispatch=\"kernel_download\"} 1");
@@ -338,6 +338,7 @@ static void test_text(void)
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"by_hand\"} 19");
 	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"client_half_closed\"} 1");
 	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"map_full\"} 0");
+	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"client_unix\"} 14");
 	CHECK_NO(t, "reason=\"none\"");
 	CHECK_LINE(t, "sockredir_reloads_total{result=\"failed\"} 1");
 	CHECK_LINE(t, "sockredir_workers 2");
@@ -385,7 +386,7 @@ static void test_openmetrics(void)
 		   "sockredir_info{version=\"0.1.0\",mode=\"bpf\",dispatch=\"kernel_download\"} 1");
 	CHECK_LINE(t, "# TYPE sockredir_connections_accepted counter");
 	CHECK_LINE(t, "# HELP sockredir_connections_accepted Client connections accepted.");
-	CHECK_LINE(t, "sockredir_connections_accepted_total 1204");
+	CHECK_LINE(t, "sockredir_connections_accepted_total 1218");
 	CHECK_LINE(t, "# TYPE sockredir_bytes counter");
 	CHECK_LINE(t, "# UNIT sockredir_bytes bytes");
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"kernel\"} 8388688");
@@ -402,6 +403,7 @@ static void test_openmetrics(void)
 	CHECK_LINE(t, "# TYPE sockredir_connect_duration_seconds histogram");
 	CHECK_LINE(t, "# UNIT sockredir_connect_duration_seconds seconds");
 	CHECK_LINE(t, "sockredir_backend_up{" ODD_LABELS "} 0");
+	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"client_unix\"} 14");
 	CHECK_NO(t, "_total counter");
 	check_histogram(t, "", "openmetrics");
 }
@@ -451,7 +453,7 @@ static void test_instances(void)
 		if (!t)
 			return;
 		check_structure(t, fmt, fmt == METRICS_TEXT ? "two, text" : "two, openmetrics");
-		CHECK_LINE(t, "sockredir_connections_accepted_total{name=\"web\"} 1204");
+		CHECK_LINE(t, "sockredir_connections_accepted_total{name=\"web\"} 1218");
 		CHECK_LINE(t, "sockredir_connections_accepted_total{name=\"api@2\"} 10");
 		CHECK_LINE(
 			t,

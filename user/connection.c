@@ -255,6 +255,16 @@ static void connection_run(struct connection *c)
 	}
 }
 
+static const char *const fallback_text[_SR_FALLBACK_MAX] = {
+	[SR_FALLBACK_MODE] = "kernel path not in use",
+	[SR_FALLBACK_CLIENT_STATE] = "client socket refused by sockmap (already half-closed)",
+	[SR_FALLBACK_BACKEND_STATE] = "backend socket refused by sockmap",
+	[SR_FALLBACK_MAP_FULL] = "BPF map full (see --map-entries)",
+	[SR_FALLBACK_OTHER] = "sockmap insert failed",
+	[SR_FALLBACK_CLIENT_UNIX] = "client is a Unix socket: its shutdown() would take our socket "
+				    "out of the sockmap",
+};
+
 /*
  * Start the client->backend flow. With --kernel-upload it waits until the download has settled
  * (a client inserted earlier could have its bytes redirected while we still move the backend's
@@ -264,7 +274,8 @@ static void connection_start_upload(struct connection *c, bool kernel)
 {
 	struct movers *m = &c->set->movers;
 	bool settle = false;
-	int reason = SR_FALLBACK_MODE;
+	/* A connection that fell back is spliced both ways, for the same reason. */
+	int reason = c->fallback != SR_FALLBACK_NONE ? (int)c->fallback : SR_FALLBACK_MODE;
 
 	if (c->up.state != FLOW_IDLE)
 		return;
@@ -277,18 +288,10 @@ static void connection_start_upload(struct connection *c, bool kernel)
 		return;
 	}
 	if (m->kernel_upload)
-		log_debug("Connection %" PRIu64 ": client->backend stays on splice (reason %d).",
-			  c->id, reason);
+		log_debug("Connection %" PRIu64 ": client->backend stays on splice: %s.", c->id,
+			  fallback_text[reason]);
 	flow_set_state(&c->up, FLOW_OPEN);
 }
-
-static const char *const fallback_text[_SR_FALLBACK_MAX] = {
-	[SR_FALLBACK_MODE] = "kernel path not in use",
-	[SR_FALLBACK_CLIENT_STATE] = "client socket refused by sockmap (already half-closed)",
-	[SR_FALLBACK_BACKEND_STATE] = "backend socket refused by sockmap",
-	[SR_FALLBACK_MAP_FULL] = "BPF map full (see --map-entries)",
-	[SR_FALLBACK_OTHER] = "sockmap insert failed",
-};
 
 static void connection_fallback(struct connection *c, int reason)
 {

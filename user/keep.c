@@ -453,12 +453,13 @@ static void keep_log_failure(struct keep *k, int r, const char *what)
 		 * sender's RLIMIT_NOFILE, and a kept connection has 2 to 6 of them in its bag.
 		 */
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
-		log_warning("Failed to %s: the kernel lets a user have at most RLIMIT_NOFILE (%llu) "
-			    "fds in flight, and %" PRIu64 " kept connections hold that many. "
-			    "Connections beyond will not survive a crash or restart; raise "
-			    "LimitNOFILE= for more.",
-			    what, (unsigned long long)rl.rlim_cur,
-			    (uint64_t)__atomic_load_n(&keep_stats(k)->kept, __ATOMIC_RELAXED));
+		log_warning(
+			"Failed to %s: the kernel lets a user have at most RLIMIT_NOFILE (%llu) "
+			"fds in flight, and %" PRIu64 " kept connections hold that many. "
+			"Connections beyond will not survive a crash or restart; raise "
+			"LimitNOFILE= for more.",
+			what, (unsigned long long)rl.rlim_cur,
+			(uint64_t)__atomic_load_n(&keep_stats(k)->kept, __ATOMIC_RELAXED));
 		return;
 	}
 	log_warning_errno(r,

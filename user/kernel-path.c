@@ -113,6 +113,19 @@ int kernel_path_attach(struct movers *m, struct end *client, struct end *backend
 	uint32_t flags = m->kernel_upload ? SR_PEER_TARGET : 0;
 	int r;
 
+	/*
+	 * A Unix client stays out of the maps, both ways. When it calls shutdown(), in any mode
+	 * (SHUT_WR after its request, as socat or nc -N do), unix_shutdown() calls our socket's
+	 * sk_prot->unhash: with a psock that is sock_map_unhash() (unix_stream_bpf_rebuild_protos()),
+	 * which removes it from every sockmap, and sk_psock_drop() / sk_psock_destroy() free what its
+	 * backlog still held. Reply bytes already redirected are lost, and sr_redirect drops the
+	 * later ones (redirect_failed). With --kernel-upload it would be in sr_verdict too, and the
+	 * same unhash would cut the upload. Its close() doesn't do this, but which one a client
+	 * will call can't be known in advance. See README.md, "Known limits".
+	 */
+	if (client->is_unix)
+		return SR_FALLBACK_CLIENT_UNIX;
+
 	r = sock_cookie(client->fd, &client->cookie);
 	if (r >= 0)
 		r = sock_cookie(backend->fd, &backend->cookie);

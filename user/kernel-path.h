@@ -10,7 +10,8 @@
 
 /*
  * Make the download (backend -> client) move in the kernel. Returns 0 on success, or a positive
- * enum sr_fallback_reason after undoing its inserts: this connection then uses splice.
+ * enum sr_fallback_reason after undoing its inserts: this connection then uses splice. A Unix
+ * client is never inserted (SR_FALLBACK_CLIENT_UNIX): its shutdown() would unhash our socket.
  * *ret_settle is set when bytes were already queued on a Unix source (see kernel_flow_settle).
  */
 int kernel_path_attach(struct movers *m, struct end *client, struct end *backend, bool *ret_settle);

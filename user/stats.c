@@ -83,11 +83,13 @@ void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k
 	log_info("Connections: %" PRIu64 " accepted, %" PRIu64 " on the kernel path (%" PRIu64
 		 " with kernel upload), %" PRIu64 " on splice (mode %" PRIu64
 		 ", client half-closed %" PRIu64 ", backend refused %" PRIu64 ", map full %" PRIu64
-		 ", other %" PRIu64 "), %" PRIu64 " backend connect failures.",
+		 ", other %" PRIu64 ", client unix %" PRIu64 "), %" PRIu64
+		 " backend connect failures.",
 		 U(s->accepted), U(s->kernel), U(s->kernel_upload), fallbacks(s),
 		 U(s->fallback[SR_FALLBACK_MODE]), U(s->fallback[SR_FALLBACK_CLIENT_STATE]),
 		 U(s->fallback[SR_FALLBACK_BACKEND_STATE]), U(s->fallback[SR_FALLBACK_MAP_FULL]),
-		 U(s->fallback[SR_FALLBACK_OTHER]), U(s->connect_failed));
+		 U(s->fallback[SR_FALLBACK_OTHER]), U(s->fallback[SR_FALLBACK_CLIENT_UNIX]),
+		 U(s->connect_failed));
 
 	log_info("Setup: %" PRIu64 " peek failures, %" PRIu64 " closed idle, %" PRIu64 " reloads.",
 		 U(s->peek_failed), U(s->idle_closed), U(s->reloads));

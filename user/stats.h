@@ -57,6 +57,7 @@ static inline const char *stats_fallback_name(enum sr_fallback_reason r)
 		[SR_FALLBACK_BACKEND_STATE] = "backend_refused",
 		[SR_FALLBACK_MAP_FULL] = "map_full",
 		[SR_FALLBACK_OTHER] = "other",
+		[SR_FALLBACK_CLIENT_UNIX] = "client_unix",
 	};
 
 	return (unsigned)r < _SR_FALLBACK_MAX ? names[r] : "unknown";

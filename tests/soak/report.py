@@ -72,13 +72,13 @@ def exit_counters(log):
         return c
     m = re.findall(r"Connections: (\d+) accepted, (\d+) on the kernel path \((\d+) with kernel "
                    r"upload\), (\d+) on splice \(mode (\d+), client half-closed (\d+), backend "
-                   r"refused (\d+), map full (\d+), other (\d+)\), (\d+) backend connect failures",
-                   text)
+                   r"refused (\d+), map full (\d+), other (\d+)(?:, client unix (\d+))?\), (\d+) "
+                   r"backend connect failures", text)
     if m:
-        v = list(map(int, m[-1]))
+        v = [int(x) if x else 0 for x in m[-1]]
         c.update(accepted=v[0], kernel=v[1], kernel_upload=v[2], splice=v[3],
                  fb_mode=v[4], fb_client_half_closed=v[5], fb_backend_refused=v[6],
-                 fb_map_full=v[7], fb_other=v[8], connect_failed=v[9])
+                 fb_map_full=v[7], fb_other=v[8], fb_client_unix=v[9], connect_failed=v[10])
     m = re.findall(r"Bytes: kernel down (\d+), kernel up (\d+), spliced up (\d+), spliced down "
                    r"(\d+), moved by hand (\d+); (\d+) drain checks, (\d+) redirect failures, "
                    r"(\d+) held skbs", text)
@@ -190,7 +190,8 @@ def main():
             continue
         p(f"  {i}: {c['kernel']} kernel path, {c['splice']} splice (mode {c['fb_mode']}, client "
           f"half-closed {c['fb_client_half_closed']}, backend refused {c['fb_backend_refused']}, "
-          f"map full {c['fb_map_full']}, other {c['fb_other']}), "
+          f"map full {c['fb_map_full']}, other {c['fb_other']}, "
+          f"client unix {c['fb_client_unix']}), "
           f"{c['connect_failed']} backend connect failures")
     p(f"bytes: srpeer checked {human(srpeer_bytes)} ({srpeer_bytes} B, sent + received)")
     total_k = total_s = 0
