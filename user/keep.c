@@ -483,10 +483,10 @@ static int keep_bag_batch(struct keep *k, struct keep_batch *batch, size_t from)
 	int r;
 
 	/*
-	 * Datagrams, not SOCK_SEQPACKET: the next process reads the bag with MSG_PEEK and a peek
-	 * offset, which Linux refuses for SEQPACKET since 6.8. A connected pair has no queue length
-	 * limit (unix_dgram_sendmsg() checks it only for an unconnected peer), only the sender's
-	 * buffer.
+	 * Messages keep their boundaries, and the next process walks them with MSG_PEEK and a
+	 * peek offset (checked on 6.18 for datagram and seqpacket pairs alike). A connected pair
+	 * has no queue length limit (unix_dgram_sendmsg() checks it only for an unconnected peer),
+	 * only the sender's buffer.
 	 */
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) < 0)
 		return negative_errno();
