@@ -167,6 +167,22 @@ static int bus_own_unit(sd_bus *bus, uint64_t deadline, char **ret_path)
 	return 0;
 }
 
+/* The system bus, and our unit's object path on it; both the caller's, logged at debug level. */
+static int bus_open_own_unit(uint64_t deadline, sd_bus **ret_bus, char **ret_unit)
+{
+	_cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
+	int r;
+
+	r = sd_bus_open_system(&bus);
+	if (r < 0)
+		return log_debug_errno(r, "Failed to connect to the system bus: %m");
+	r = bus_own_unit(bus, deadline, ret_unit);
+	if (r < 0)
+		return log_debug_errno(r, "Failed to look up our unit: %m");
+	*ret_bus = TAKE_PTR(bus);
+	return 0;
+}
+
 static int read_fd_store_max(uint64_t timeout, unsigned *ret_max, bool *ret_notify_all)
 {
 	_cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
@@ -177,12 +193,9 @@ static int read_fd_store_max(uint64_t timeout, unsigned *ret_max, bool *ret_noti
 	uint32_t max;
 	int r;
 
-	r = sd_bus_open_system(&bus);
+	r = bus_open_own_unit(deadline, &bus, &unit);
 	if (r < 0)
-		return log_debug_errno(r, "Failed to connect to the system bus: %m");
-	r = bus_own_unit(bus, deadline, &unit);
-	if (r < 0)
-		return log_debug_errno(r, "Failed to look up our unit: %m");
+		return r;
 	r = bus_get_property(bus, unit, "org.freedesktop.systemd1.Service",
 			     "FileDescriptorStoreMax", "u", deadline, &reply);
 	if (r < 0)
@@ -376,12 +389,9 @@ int fdstore_stop_is_restart(void)
 	uint32_t id;
 	int r;
 
-	r = sd_bus_open_system(&bus);
+	r = bus_open_own_unit(deadline, &bus, &unit);
 	if (r < 0)
-		return log_debug_errno(r, "Failed to connect to the system bus: %m");
-	r = bus_own_unit(bus, deadline, &unit);
-	if (r < 0)
-		return log_debug_errno(r, "Failed to look up our unit: %m");
+		return r;
 	r = bus_get_property(bus, unit, "org.freedesktop.systemd1.Unit", "Job", "(uo)", deadline,
 			     &reply);
 	if (r < 0)
