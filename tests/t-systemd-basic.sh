@@ -231,11 +231,13 @@ log "sockredir@web: $(ct grep 'Max open files' "/proc/$pid/limits")"
 # --- systemctl stop during transfers: they complete (the drain), the service ends with
 # Result=success, and its pins are removed. The socket stops too, or the next connection would
 # start the service again.
-client_at 8001 --test rr --conns 4 --parallel 4 --size 4M --rounds 60 --quiet \
+client_at 8001 --test rr --conns 4 --parallel 4 --size 4M --rounds 150 --quiet \
 	>"$T/stop-client.log" 2>&1 &
 STOP_CLIENT=$!
 BG_PIDS+=("$STOP_CLIENT")
-web_has_4() { [ "$(ss -Htn state established '( dport = :8001 )' | wc -l)" -ge 4 ]; }
+# Counted by sockredir, not by the client's sockets: a connection still in the listen queue is
+# established for ss, but not yet accepted, and would not be drained (seen once in CI: 3 of 4).
+web_has_4() { [ "$(sd_stat_field "$(sd_stats web)" open)" -ge 4 ]; }
 wait_for "4 connections to sockredir@web" 10 web_has_4
 sleep 0.3
 kill -0 "$STOP_CLIENT" 2>/dev/null || fail "the transfers ended before the stop; make them longer"
