@@ -83,6 +83,17 @@ enum sr_fallback_reason {
 };
 
 /*
+ * The movers a flow can be on, slowest start first. Under --mode auto a flow starts on recv()/send()
+ * (copy), moves to splice once it carries bulk, and a download then to the kernel path.
+ */
+enum sr_mover {
+	SR_MOVER_COPY = 0, /* recv()/send() through a small buffer */
+	SR_MOVER_SPLICE,   /* splice() through a pipe */
+	SR_MOVER_KERNEL,   /* sr_redirect, in the kernel */
+	_SR_MOVER_MAX,
+};
+
+/*
  * Value of sr_proxy_stats (BPF_MAP_TYPE_ARRAY, one entry, mmapable). Only the proxy writes it, by
  * plain stores through its mmap, so counting costs no syscall. Readers use a map lookup.
  */
@@ -112,6 +123,11 @@ struct sr_proxy_stats {
 	__u64 restored;	      /* connections taken over from the previous process */
 	__u64 restore_closed; /* kept connections that could not be taken over: closed with a FIN */
 	__u64 store_fds;      /* fds sockredir holds in the store now: bags, records, BPF maps */
+	/* Adaptive dispatch (user/splice-path.c, user/connection.c). */
+	__u64 copied_bytes[_SR_DIR_MAX];    /* bytes moved by recv()/send(), per direction */
+	__u64 promoted_splice[_SR_DIR_MAX]; /* flows moved from recv()/send() to splice() */
+	__u64 promoted_kernel;		    /* downloads moved to the kernel path mid-connection */
+	__u64 carried[_SR_MOVER_MAX];	    /* closed connections, by the fastest mover they used */
 };
 
 /*
