@@ -1,12 +1,13 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (about 10 minutes, and roughly 17 more for the http phase) or
+# The benchmark: `make bench` (about 10 minutes, and roughly 23 more for the http phase) or
 # `make bench QUICK=1` (about two minutes, half of it the http phase).
 #
-# Nine variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
+# Ten variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
 # direct-tcp (the same backend on a TCP socket, no proxy: the floor for TCP clients), sockredir
-# --mode bpf, --mode bpf --kernel-upload, --mode splice, systemd-socket-proxyd, socat, haproxy and
-# nginx (bench/peers/). Everything runs in private network and PID namespaces.
+# with its default mode (auto), --mode bpf, --mode bpf --kernel-upload, --mode splice,
+# systemd-socket-proxyd, socat, haproxy and nginx (bench/peers/). Everything runs in private
+# network and PID namespaces.
 #
 # Each round runs every variant once, in an order rotated from round to round, so that noise
 # falls evenly: request/response latency for 1 B, 64 B, 4 KiB and 64 KiB messages, bulk upload
@@ -18,7 +19,10 @@
 # and caddy serving files on a Unix socket (bench/peers/http-*), in three shapes: chatty
 # (keep-alive, a 3-byte file), bulk (a 1 MiB file) and a new connection per request (the 3-byte
 # file with "Connection: close"). The baseline is the same server on TCP with no proxy (the
-# direct-tcp variant's row; direct is left out, since wrk speaks TCP only). Before each proxy is
+# direct-tcp variant's row; direct is left out, since wrk speaks TCP only). Its variants are
+# HTTP_VARIANTS: sockredir (auto, bpf, splice), haproxy and nginx, each with one process (or
+# thread) per CPU and again with one in all (the -1w, -1t and -1p variants), for the report's
+# targets table, which sets each sockredir against the best peer with as many. Before each proxy is
 # measured, curl fetches both files through it and cmp compares them with the originals; a wrong
 # byte, a socket error or a non-2xx response in any wrk run fails the whole run (after the
 # report is written). Each wrk run is wrapped in `perf stat -a`, for the machine's CPU time and
@@ -33,8 +37,11 @@
 #   logs/              every peer's log (not for committing)
 #
 # Settings (environment): QUICK=1, ROUNDS, RR_SECONDS, RR_SIZES, BULK, CONNRATE_SECONDS,
-# SCALE_LEVELS, SCALE_SECONDS, STALL, SCALE_STALL, VARIANTS (names, space-separated), PHASES
-# ("main scale http"; PHASES=http for that phase alone), HTTP_SECONDS (per wrk run, whole
+# SCALE_LEVELS, SCALE_SECONDS, STALL, SCALE_STALL, VARIANTS (names, space-separated; the main
+# and scale phases'), PHASES ("main scale http"; PHASES=http for that phase alone), HTTP_VARIANTS
+# (the http phase's: VARIANTS if that is set, else "direct-tcp sr-auto sr-auto-1w sr-bpf
+# sr-bpf-1w sr-splice sr-splice-1w haproxy haproxy-1t nginx nginx-1p", or with QUICK=1
+# "direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"), HTTP_SECONDS (per wrk run, whole
 # seconds), HTTP_CONNS (wrk's connections per shape, "chatty=1,50,500 bulk=10 close=20"),
 # HTTP_SERVERS ("nginx caddy"), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the
 # -base variants).
@@ -58,10 +65,13 @@ if [ -n "$QUICK" ]; then
 	: "${ROUNDS:=1}" "${RR_SECONDS:=0.3}" "${BULK:=256M}" "${CONNRATE_SECONDS:=0.3}"
 	: "${SCALE_LEVELS:=100 1000}" "${SCALE_SECONDS:=0.3}"
 	: "${HTTP_SECONDS:=1}" "${HTTP_CONNS:=chatty=50 bulk=10 close=20}"
+	HTTP_DEFAULT="direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"
 else
 	: "${ROUNDS:=5}" "${RR_SECONDS:=1}" "${BULK:=1G}" "${CONNRATE_SECONDS:=1}"
 	: "${SCALE_LEVELS:=100 1000 10000}" "${SCALE_SECONDS:=1}"
 	: "${HTTP_SECONDS:=2}" "${HTTP_CONNS:=chatty=1,50,500 bulk=10 close=20}"
+	HTTP_DEFAULT="direct-tcp sr-auto sr-auto-1w sr-bpf sr-bpf-1w sr-splice sr-splice-1w haproxy"
+	HTTP_DEFAULT+=" haproxy-1t nginx nginx-1p"
 fi
 : "${RR_SIZES:=1 64 4096 65536}"
 # Seconds without progress before a measurement is called failed. At a scale level, a proxy
@@ -69,13 +79,16 @@ fi
 # shorter there; the client opens 64 connections at a time per process, so no SYN waits that
 # long.
 : "${STALL:=5}" "${SCALE_STALL:=3}"
+# Variants named for the whole run are the http phase's too, unless it has its own.
+: "${HTTP_VARIANTS:=${VARIANTS:-$HTTP_DEFAULT}}"
 : "${VARIANTS:=${ALL_VARIANTS[*]}}"
 : "${PHASES:=main scale http}"
 : "${HTTP_SERVERS:=nginx caddy}"
 CONNRATE_PROCS=2
 SCALE_PROCS=2
 export ROUNDS RR_SECONDS RR_SIZES BULK CONNRATE_SECONDS SCALE_LEVELS SCALE_SECONDS STALL \
-	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS PHASES HTTP_SECONDS HTTP_CONNS HTTP_SERVERS
+	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS PHASES HTTP_VARIANTS HTTP_SECONDS HTTP_CONNS \
+	HTTP_SERVERS
 
 # The http phase's shapes, in order: the file each one fetches, and the server's TCP port for the
 # no-proxy baseline (the proxies' ports are in bench/peers/variants.sh).
@@ -113,9 +126,9 @@ preflight() {
 			die "$OUT/bench-$b is older than its source: rm .output/bench-*; make bench"
 		fi
 	done
-	for v in $VARIANTS; do
+	for v in $VARIANTS $(! has_phase http || echo "$HTTP_VARIANTS"); do
 		[ -n "${VARIANT_TITLE[$v]:-}" ] ||
-			die "unknown variant '$v' (known: ${ALL_VARIANTS[*]} sr-bpf-1w *-base)"
+			die "unknown variant '$v' (known: ${ALL_VARIANTS[*]} *-1w haproxy-1t nginx-1p *-base)"
 		case $v in
 		*-base) [ -x "${SOCKREDIR_BASE:-}" ] ||
 			die "variant $v runs \$SOCKREDIR_BASE, which is not an executable" ;;
@@ -738,7 +751,7 @@ run_http_server() {
 }
 
 main() {
-	local order this r i v level n srv
+	local order this horder hthis r i v level n srv
 	BULK_BYTES=$(numfmt --from=iec "$BULK")
 	NCPU=$(nproc)
 	export BULK_BYTES
@@ -767,12 +780,16 @@ main() {
 	fi
 
 	read -r -a order <<<"$VARIANTS"
-	n=${#order[@]}
+	read -r -a horder <<<"$HTTP_VARIANTS"
 	for ((r = 1; r <= ROUNDS; r++)); do
 		ROUND=$r
 		# Rotate the order each round, so that no variant always runs first or last.
 		this=()
+		n=${#order[@]}
 		for ((i = 0; i < n; i++)); do this+=("${order[$(((i + r - 1) % n))]}"); done
+		hthis=()
+		n=${#horder[@]}
+		for ((i = 0; i < n; i++)); do hthis+=("${horder[$(((i + r - 1) % n))]}"); done
 		if has_phase main; then
 			say "round $r of $ROUNDS: single-connection tests (${this[*]})"
 			for v in "${this[@]}"; do run_main "$v"; done
@@ -786,7 +803,7 @@ main() {
 		if has_phase http; then
 			for srv in $HTTP_SERVERS; do
 				say "round $r of $ROUNDS: http through each proxy to $srv"
-				run_http_server "$srv" "${this[@]}"
+				run_http_server "$srv" "${hthis[@]}"
 			done
 		fi
 	done

@@ -78,7 +78,7 @@ check_results() {
 		if "http" in s.get("phases", []):
 		    shapes = [(i.split("=")[0], int(c)) for i in s["http_conns"].split()
 		              for c in i.split("=")[1].split(",")]
-		    for v in s["variants"]:
+		    for v in s.get("http_variants", s["variants"]):
 		        if v == "direct":
 		            continue
 		        got = {(x["test"], x["server"], int(x["conns"])): x for x in rows
