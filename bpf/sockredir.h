@@ -79,12 +79,19 @@ enum sr_fallback_reason {
 	 * Appended, so that the older reasons keep their index in fallback[].
 	 */
 	SR_FALLBACK_CLIENT_UNIX,
+	/*
+	 * The backend had sent bytes before its socket could join sr_verdict. They would be settled
+	 * by hand under SR_PEER_HOLD, where a backend that goes on sending keeps adding held bytes,
+	 * and its shutdown() takes our socket out of the maps and frees the held ones (measured:
+	 * pushes of 64 MiB then shutdown() arrived cut short in 2 of 10 runs).
+	 */
+	SR_FALLBACK_BACKEND_FIRST,
 	_SR_FALLBACK_MAX,
 };
 
 /*
- * The movers a flow can be on, slowest start first. Under --mode auto a flow starts on recv()/send()
- * (copy), moves to splice once it carries bulk, and a download then to the kernel path.
+ * The movers a flow can be on. A flow in userspace starts on recv()/send() (copy) and moves to
+ * splice once it carries bulk; a flow on the kernel path is there from its first byte.
  */
 enum sr_mover {
 	SR_MOVER_COPY = 0, /* recv()/send() through a small buffer */
@@ -126,7 +133,6 @@ struct sr_proxy_stats {
 	/* Adaptive dispatch (user/splice-path.c, user/connection.c). */
 	__u64 copied_bytes[_SR_DIR_MAX];    /* bytes moved by recv()/send(), per direction */
 	__u64 promoted_splice[_SR_DIR_MAX]; /* flows moved from recv()/send() to splice() */
-	__u64 promoted_kernel;		    /* downloads moved to the kernel path mid-connection */
 	__u64 carried[_SR_MOVER_MAX];	    /* closed connections, by the fastest mover they used */
 };
 

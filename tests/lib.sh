@@ -19,7 +19,7 @@ SOCKREDIR=${SOCKREDIR:-$OUT/sockredir} # make test SANITIZE=1 points it at the A
 SRPEER=$OUT/srpeer
 PORT=${PORT:-8000}
 # The modes every data-path test runs in.
-SR_MODES=("--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload" "--mode splice")
+SR_MODES=("--mode auto" "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload" "--mode splice")
 
 T=""
 BACKEND_PID=""

@@ -165,6 +165,24 @@ for k in sys.argv[2].split("."):
 print(v)' "$1" "$2"
 }
 
+# sd_kernel_served JSON MIN: the instance accepted at least MIN connections, and took the kernel
+# path as its dispatch says: no connection fell back (a fallback for the mode, or for an
+# unexpected error, would mean the sandbox took BPF away), bytes moved in the kernel, and every
+# connection on it, or, with --mode auto ("adaptive"), those opened while no more were open than
+# CPUs: at least the first.
+sd_kernel_served() {
+	local accepted kernel
+	accepted=$(sd_stat_field "$1" accepted)
+	kernel=$(sd_stat_field "$1" kernel)
+	[ "$accepted" -ge "$2" ] && [ "$(sd_stat_field "$1" splice)" = 0 ] &&
+		[ "$(sd_stat_field "$1" bytes.down.kernel)" -gt 0 ] || return 1
+	if [ "$(sd_stat_field "$1" dispatch.down)" = adaptive ]; then
+		[ "$kernel" -ge 1 ]
+	else
+		[ "$kernel" = "$accepted" ]
+	fi
+}
+
 # With --keep-unit, nspawn puts the container in a "payload" cgroup under its own cgroup. Two
 # containers started from the same cgroup would share it, so nspawn starts from a cgroup of its
 # own, in every hierarchy that systemd uses: the v1 name=systemd one and the v2 one.

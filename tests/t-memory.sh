@@ -56,7 +56,7 @@ bounded() {
 	fail "$*: $n uploads took $got MiB, over $limit twice"
 }
 
-for m in "--mode bpf" "--mode splice"; do
+for m in "--mode auto" "--mode bpf" "--mode splice"; do
 	bounded 1 $m
 	bounded 50 $m
 done

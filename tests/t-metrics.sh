@@ -1,8 +1,8 @@
 #!/bin/bash
 # GET /metrics end to end, on the inherited socket named "metrics" (or --metrics-listen), with
 # real traffic through the proxy and every byte checked by srpeer:
-#   1. every mover (kernel, splice, by hand) in each mode: promtool accepts the exposition with
-#      no lint warning, the byte counters equal what srpeer moved, accepted and open are right,
+#   1. every mover (kernel, splice, copy, by hand) in each mode: promtool accepts the exposition
+#      with no lint warning, the byte counters equal what srpeer moved, accepted and open are right,
 #      sockredir_info names the mode and dispatch;
 #   2. per route and backend: a dead backend's connect failures and backend_up 0 under
 #      --max-fails 1, the live one's open connections while they are held, the labels of a
@@ -99,6 +99,13 @@ want_gt() {
 	local v
 	v=$(value "$1" "$2")
 	[ -n "$v" ] && [ "$v" -gt "$3" ] || fail "$2 is '$v', want more than $3 (in $1)"
+}
+
+# want_number FILE SERIES: SERIES is there, and a number (a value the data path decides).
+want_number() {
+	local v
+	v=$(value "$1" "$2")
+	[[ $v =~ ^[0-9]+$ ]] || fail "$2 is '$v', want a number (in $1)"
 }
 
 # scraped_is SERIES VALUE: for wait_for.
@@ -261,13 +268,13 @@ test_movers() {
 	want "$m" "sockredir_backend_connections_open{route=\"default\",backend=\"$T/backend.sock\"}" 0
 	want "$m" "sockredir_backend_up{route=\"listener:banner\",backend=\"$T/banner.sock\"}" 1
 	# Every reason has its series, client_unix too (all the clients here are TCP).
-	[ "$(grep -c '^sockredir_fallbacks_total{reason=' "$m")" = 6 ] ||
-		fail "want 6 sockredir_fallbacks_total series, one per reason"
+	[ "$(grep -c '^sockredir_fallbacks_total{reason=' "$m")" = 7 ] ||
+		fail "want 7 sockredir_fallbacks_total series, one per reason"
 	want "$m" 'sockredir_fallbacks_total{reason="client_unix"}' 0
 
 	# What srpeer sent went up, what it received came down: the movers' sum, to the byte.
 	up=0 down=0
-	for s in splice kernel by_hand; do
+	for s in copy splice kernel by_hand; do
 		up=$((up + $(value_or_0 "$m" "sockredir_bytes_total{direction=\"up\",mover=\"$s\"}")))
 		down=$((down + $(value_or_0 "$m" "sockredir_bytes_total{direction=\"down\",mover=\"$s\"}")))
 	done
@@ -277,10 +284,31 @@ test_movers() {
 	[ "$down" = "$received" ] ||
 		fail "bytes down: sockredir counted $down, srpeer received $received ($opts)"
 
+	# The movers' other series: numbers, whose values are the data path's to decide (how soon
+	# it promotes); the kernel's only where there is a kernel path.
+	for s in 'sockredir_promotions_total{direction="down",mover="splice"}' \
+		'sockredir_promotions_total{direction="up",mover="splice"}' \
+		'sockredir_connections_carried_total{mover="copy"}' \
+		'sockredir_connections_carried_total{mover="splice"}'; do
+		want_number "$m" "$s"
+	done
+	for s in 'sockredir_connections_carried_total{mover="kernel"}'; do
+		if [ "$dispatch" = splice ]; then
+			[ -z "$(value "$m" "$s")" ] || fail "the splice path shows $s"
+		else
+			want_number "$m" "$s"
+		fi
+	done
+
 	case $dispatch in
 	splice)
-		want "$m" 'sockredir_bytes_total{direction="up",mover="splice"}' "$sent"
-		want "$m" 'sockredir_bytes_total{direction="down",mover="splice"}' "$received"
+		# Userspace both ways: recv()/send() first, then splice.
+		s=$(($(value_or_0 "$m" 'sockredir_bytes_total{direction="up",mover="copy"}') +
+			$(value "$m" 'sockredir_bytes_total{direction="up",mover="splice"}')))
+		[ "$s" = "$sent" ] || fail "bytes up by copy and splice: $s, want $sent"
+		s=$(($(value_or_0 "$m" 'sockredir_bytes_total{direction="down",mover="copy"}') +
+			$(value "$m" 'sockredir_bytes_total{direction="down",mover="splice"}')))
+		[ "$s" = "$received" ] || fail "bytes down by copy and splice: $s, want $received"
 		grep -q 'mover="kernel"\|mover="by_hand"\|^sockredir_kernel_' "$m" &&
 			fail "the splice path shows kernel series"
 		want "$m" 'sockredir_fallbacks_total{reason="mode"}' 59
@@ -677,11 +705,21 @@ stats_accepted=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[
 # Each scrape may be answered by either worker: the same totals from both. Up to 60 scrapes,
 # until both have answered at least 3.
 scrapes_by() { grep -c "^worker $1: .*Scrape [0-9]*: GET /metrics: 200" "$PROXY_LOG" || true; }
+declare -A first_of
 for i in $(seq 60); do
 	scrape "$T/w" || fail "scrape $i with 2 workers"
 	want "$T/w" sockredir_connections_accepted_total $N
 	want "$T/w" sockredir_workers 2
 	want "$T/w" sockredir_connections_open 0
+	# The movers' counters live in the same shared page: the first scrape's values, from both.
+	for s in 'sockredir_connections_carried_total{mover="copy"}' \
+		'sockredir_connections_carried_total{mover="splice"}' \
+		'sockredir_connections_carried_total{mover="kernel"}' \
+		'sockredir_bytes_total{direction="up",mover="copy"}'; do
+		want_number "$T/w" "$s"
+		[ "$i" = 1 ] && first_of[$s]=$(value "$T/w" "$s")
+		want "$T/w" "$s" "${first_of[$s]}"
+	done
 	[ "$i" -ge 6 ] && [ "$(scrapes_by 1)" -ge 3 ] && [ "$(scrapes_by 2)" -ge 3 ] && break
 done
 log "scrapes answered: worker 1 $(scrapes_by 1), worker 2 $(scrapes_by 2)"

@@ -100,6 +100,13 @@ for m in sockredir_connections_kept sockredir_connections_restored_total \
 	sockredir_connections_restore_closed_total sockredir_fdstore_fds; do
 	query_is "$m" 0 || prom_fail "$m: '$(query "$m")', want 0"
 done
+# The movers' series are there (their values are the data path's): on the kernel path, carried
+# for copy, splice and kernel; promotions to splice both ways; copy bytes.
+for q in 'count(sockredir_connections_carried_total{job="sockredir"}) 3' \
+	'count(sockredir_promotions_total{job="sockredir"}) 2' \
+	'count(sockredir_bytes_total{job="sockredir",mover="copy"}) 2'; do
+	query_is "${q% *}" "${q##* }" || prom_fail "${q% *}: '$(query "${q% *}")', want ${q##* }"
+done
 wait_for "no connection open" 10 query_is 'sockredir_connections_open' 0
 # The target as Prometheus sees it: healthy, with no scrape error.
 curl -sS --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/targets" >"$T/targets.json" ||

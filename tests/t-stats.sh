@@ -29,13 +29,20 @@ grep -q "^$first\$" "$T/text.out" || fail "the instance name is missing"
 grep -Eq 'connections +0 open, 7 accepted' "$T/text.out" || fail "want 7 accepted (with the activation)"
 grep -Eq 'path +5 kernel \(0 with kernel upload\), 2 splice' "$T/text.out" ||
 	fail "want 5 on the kernel path, 2 on splice"
-grep -Eq '^  fallbacks +mode 0, client_half_closed 1, backend_refused 0, map_full 0, other 0, client_unix 1$' \
+grep -Eq '^  fallbacks +mode 0, client_half_closed 1, backend_refused 0, map_full 0, other 0, client_unix 1, backend_spoke_first 0$' \
 	"$T/text.out" || fail "want the fallbacks: the activation (client_half_closed), the Unix client"
-grep -Eq 'dispatch +down in the kernel, up by splice .*; 1 worker' "$T/text.out" ||
-	fail "want the dispatch: down in the kernel, up by splice, 1 worker"
+grep -Eq 'dispatch +down in the kernel, up in userspace .*; 1 worker' "$T/text.out" ||
+	fail "want the dispatch: down in the kernel, up in userspace, 1 worker"
 # Under systemd-socket-activate there is no fd store: nothing kept, restored or stored.
 grep -Eq '^  fd store +0 connections kept, 0 restored, 0 closed on restore; 0 fds stored$' \
 	"$T/text.out" || fail "want the fd store line, all zeros"
+# The movers: their values depend on how the data path promotes flows, so only their shape.
+grep -Eq '^  carried +copy [0-9]+, splice [0-9]+, kernel [0-9]+ \(closed, by fastest mover\)$' \
+	"$T/text.out" || fail "want the carried line: connections by fastest mover"
+grep -Eq '^  promoted +[0-9]+ down, [0-9]+ up to splice$' \
+	"$T/text.out" || fail "want the promoted line"
+grep -Eq '^  down \(b->c\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, [0-9]+ copied, [0-9]+ by hand$' \
+	"$T/text.out" || fail "want the bytes copied down"
 
 "$SOCKREDIR" stats --json >"$T/all.json" || fail "stats --json failed"
 python3 - "$T/all.json" "$first" <<'PY' || fail "--json does not match the traffic"
@@ -45,19 +52,30 @@ inst = {i["name"]: i for i in doc}[sys.argv[2]]
 assert inst["accepted"] == 7 and inst["open"] == 0, inst
 assert inst["kernel"] == 5 and inst["splice"] == 2, inst
 assert inst["fallbacks"] == {"mode": 0, "client_half_closed": 1, "backend_refused": 0,
-                             "map_full": 0, "other": 0, "client_unix": 1}, inst
+                             "map_full": 0, "other": 0, "client_unix": 1,
+                             "backend_spoke_first": 0}, inst
 assert inst["bytes"]["down"]["kernel"] >= 2 * 4 << 20, inst
-assert inst["bytes"]["down"]["spliced"] >= 1 << 20, inst
-assert inst["bytes"]["up"]["spliced"] >= 3 * 8 << 20, inst
+# Bytes in userspace: recv()/send() first, then splice once a flow carries bulk.
+user = lambda d: inst["bytes"][d]["spliced"] + inst["bytes"][d]["copied"]
+assert user("down") >= 1 << 20, inst
+assert user("up") >= 3 * 8 << 20, inst
 assert inst["dispatch"] == {"down": "kernel", "up": "splice", "workers": 1}, inst
 assert inst["bytes"]["up"]["by_hand"] == 0 and inst["bytes"]["down"]["by_hand"] >= 0, inst
 assert all(inst[k] == 0 for k in ("kept", "restored", "restore_closed", "store_fds")), inst
+# The movers: present and numbers; their values are the data path's to decide.
+isnum = lambda v: type(v) is int and v >= 0
+assert all(isnum(inst["bytes"][d]["copied"]) for d in ("down", "up")), inst
+assert set(inst["promoted_splice"]) == {"down", "up"}, inst
+assert all(isnum(v) for v in inst["promoted_splice"].values()), inst
+assert set(inst["carried"]) == {"copy", "splice", "kernel"}, inst
+assert all(isnum(v) for v in inst["carried"].values()), inst
 print("json ok:", inst["accepted"], "accepted,", inst["bytes"]["down"]["kernel"], "bytes down in the kernel")
 PY
 
 "$SOCKREDIR" stats --format=json "$first" | cmp -s - <("$SOCKREDIR" stats --json "$first") ||
 	fail "--format=json and --json differ"
-grep -Eq 'up \(c->b\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, 0 by hand' "$T/text.out" ||
+grep -Eq 'up \(c->b\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, [0-9]+ copied, 0 by hand' \
+	"$T/text.out" ||
 	fail "the text view lacks the bytes moved up by hand"
 
 "$SOCKREDIR" stats --format=openmetrics "$first" >"$T/om.out" || fail "--format=openmetrics failed"
@@ -77,6 +95,19 @@ done
 series="sockredir_bytes_total{name=\"$first\",direction=\"down\",mover=\"kernel\"}"
 down=$(grep -F "$series " "$T/om.out" | cut -d' ' -f2)
 [ "${down:-0}" -ge $((2 * 4 << 20)) ] || fail "OpenMetrics: kernel bytes down $down, want >= 8 MiB"
+# The movers' series, each a number: copy and splice, and on the kernel path the kernel too.
+for series in "sockredir_bytes_total{name=\"$first\",direction=\"down\",mover=\"copy\"}" \
+	"sockredir_bytes_total{name=\"$first\",direction=\"up\",mover=\"copy\"}" \
+	"sockredir_promotions_total{name=\"$first\",direction=\"down\",mover=\"splice\"}" \
+	"sockredir_promotions_total{name=\"$first\",direction=\"up\",mover=\"splice\"}" \
+	"sockredir_connections_carried_total{name=\"$first\",mover=\"copy\"}" \
+	"sockredir_connections_carried_total{name=\"$first\",mover=\"splice\"}" \
+	"sockredir_connections_carried_total{name=\"$first\",mover=\"kernel\"}"; do
+	v=$(grep -F "$series " "$T/om.out" | cut -d' ' -f2)
+	[[ $v =~ ^[0-9]+$ ]] || fail "OpenMetrics: $series is '$v', want a number"
+done
+! grep -q '^sockredir_promotions_total{.*mover="kernel"' "$T/om.out" ||
+	fail "OpenMetrics: a promotion to the kernel, which never happens"
 om_parse <"$T/om.out" || fail "prometheus_client rejects the OpenMetrics output"
 # Two instances, one on the kernel path and one splice only: one exposition, each family once,
 # a name label on every sample, and the kernel path's families only for the first.
@@ -93,6 +124,10 @@ dup=$(grep '^# TYPE ' "$T/om2.out" | sort | uniq -d)
 [ -z "$dup" ] || fail "two instances: a family written twice: $dup"
 grep -qxF "sockredir_info{name=\"$second\",mode=\"splice\",dispatch=\"splice\"} 1" "$T/om2.out" ||
 	fail "two instances: no info sample for the splice-only one"
+carried="sockredir_connections_carried_total{name=\"$second\""
+grep -q "^$carried,mover=\"copy\"} [0-9]" "$T/om2.out" &&
+	! grep -q "^$carried,mover=\"kernel\"}" "$T/om2.out" ||
+	fail "two instances: the splice-only one has carried series, but none for the kernel"
 grep -q "^sockredir_kernel_drain_checks_total{name=\"$first\"} " "$T/om2.out" &&
 	! grep -q "^sockredir_kernel_drain_checks_total{name=\"$second\"}" "$T/om2.out" ||
 	fail "two instances: the kernel path's families must be the first one's only"

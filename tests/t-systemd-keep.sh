@@ -5,7 +5,8 @@
 # systemd (252, PID 1 in a container) with the shipped units plus only /etc/sockredir/NAME.conf
 # and the listen drop-in.
 #
-# For each mover (mode = bpf; bpf with kernel-upload; splice), then bpf with workers = 2: 1,000
+# For each mover (mode = bpf; bpf with kernel-upload; splice; auto, which carries all but the first
+# connections in userspace at this load, on recv()/send() while paced), then bpf with workers = 2: 1,000
 # connections (srpeer client --test duplex, from outside the container) upload and download at
 # once, paced over 40 s, some half-closing mid-way either way (see srpeer --help); once the events
 # are over the rest goes unpaced (srpeer --unpace-file, both ends), so that a slow machine still
@@ -350,6 +351,7 @@ phase bpf 8401 'mode = bpf'
 CLIENT_OPTS=--no-backend-halfclose \
 	phase kupload 8402 'mode = bpf' 'kernel-upload = yes' 'allow-unbounded-upload = yes'
 phase splice 8403 'mode = splice'
+phase auto 8405 'mode = auto'
 phase workers 8404 'mode = bpf' 'workers = 2'
 
 if [ ${#CPU_NOTES[@]} -gt 0 ]; then

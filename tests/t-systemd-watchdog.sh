@@ -45,8 +45,7 @@ check_served() {
 		fail "$U fell back to splice (above)"
 	j=$(sd_stats wd) || fail "sockredir stats --json wd failed inside the container"
 	log "stats wd: $j"
-	[ "$(sd_stat_field "$j" accepted)" -ge "$1" ] && [ "$(sd_stat_field "$j" kernel)" = "$(sd_stat_field "$j" accepted)" ] ||
-		fail "wd: not every connection took the kernel path: $j"
+	sd_kernel_served "$j" "$1" || fail "wd: did not take the kernel path as dispatched: $j"
 }
 
 # pin_holder: the pid (as the container sees it) holding the flock() on the pin directory.

@@ -27,10 +27,12 @@ check_bytes() {
 	client --test down --size 256M || fail "download, $1"
 	two_workers || fail "want 2 workers, have: $(workers_of | tr '\n' ' ')"
 	if [[ $1 != *splice* ]]; then
-		up="by splice"
-		[[ $1 != *kernel-upload* ]] || up="in the kernel"
+		want="down in the kernel, up in userspace"
+		[[ $1 != *kernel-upload* ]] || want="down in the kernel, up in the kernel"
+		[[ $1 != *auto* ]] ||
+			want="down in the kernel while no more connections are open than CPUs, else in userspace; up in userspace"
 		"$SOCKREDIR" stats "$PROXY_NAME" >"$T/stats.out" || fail "sockredir stats, $1"
-		grep -Eq "dispatch +down in the kernel, up $up.*; 2 worker" "$T/stats.out" ||
+		grep -Eq "dispatch +$want.*; 2 worker" "$T/stats.out" ||
 			fail "sockredir stats shows the wrong dispatch for $1: $(cat "$T/stats.out")"
 		grep -Eq 'connections +0 open, 502 accepted' "$T/stats.out" ||
 			fail "the shared counters miss connections: $(cat "$T/stats.out")"

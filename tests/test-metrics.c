@@ -56,6 +56,9 @@ static struct sr_proxy_stats proxy_kernel = {
 	.restored = 11,
 	.restore_closed = 12,
 	.store_fds = 13,
+	.copied_bytes = { [SR_DIR_DOWN] = 21, [SR_DIR_UP] = 22 },
+	.promoted_splice = { [SR_DIR_DOWN] = 23, [SR_DIR_UP] = 24 },
+	.carried = { [SR_MOVER_COPY] = 26, [SR_MOVER_SPLICE] = 27, [SR_MOVER_KERNEL] = 28 },
 };
 
 static struct sr_kstats kstats = {
@@ -68,6 +71,9 @@ static struct sr_proxy_stats proxy_splice = {
 	.accepted = 10,
 	.fallback = { [SR_FALLBACK_MODE] = 10 },
 	.spliced_bytes = { [SR_DIR_DOWN] = 100, [SR_DIR_UP] = 200 },
+	.copied_bytes = { [SR_DIR_DOWN] = 30, [SR_DIR_UP] = 31 },
+	.promoted_splice = { [SR_DIR_UP] = 32 },
+	.carried = { [SR_MOVER_COPY] = 33, [SR_MOVER_SPLICE] = 34 },
 	.workers = 1,
 	.mode = 2,
 };
@@ -336,6 +342,16 @@ static void test_text(void)
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"by_hand\"} 17");
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"splice\"} 25165984");
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"by_hand\"} 19");
+	CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"copy\"} 21");
+	CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"copy\"} 22");
+	CHECK_LINE(t, "# TYPE sockredir_promotions_total counter");
+	CHECK_LINE(t, "sockredir_promotions_total{direction=\"down\",mover=\"splice\"} 23");
+	CHECK_LINE(t, "sockredir_promotions_total{direction=\"up\",mover=\"splice\"} 24");
+	CHECK_NO(t, "sockredir_promotions_total{direction=\"down\",mover=\"kernel\"}");
+	CHECK_LINE(t, "# TYPE sockredir_connections_carried_total counter");
+	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"copy\"} 26");
+	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"splice\"} 27");
+	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"kernel\"} 28");
 	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"client_half_closed\"} 1");
 	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"map_full\"} 0");
 	CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"client_unix\"} 14");
@@ -390,6 +406,11 @@ static void test_openmetrics(void)
 	CHECK_LINE(t, "# TYPE sockredir_bytes counter");
 	CHECK_LINE(t, "# UNIT sockredir_bytes bytes");
 	CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"kernel\"} 8388688");
+	CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"copy\"} 22");
+	CHECK_LINE(t, "# TYPE sockredir_promotions counter");
+	CHECK_LINE(t, "sockredir_promotions_total{direction=\"up\",mover=\"splice\"} 24");
+	CHECK_LINE(t, "# TYPE sockredir_connections_carried counter");
+	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"kernel\"} 28");
 	CHECK_LINE(t, "# TYPE sockredir_connections_open gauge");
 	CHECK_LINE(t, "sockredir_connections_open 3");
 	CHECK_LINE(t, "# TYPE sockredir_connections_kept gauge");
@@ -423,6 +444,11 @@ static void test_optional_families(void)
 			t,
 			"sockredir_info{version=\"0.1.0\",mode=\"splice\",dispatch=\"splice\"} 1");
 		CHECK_LINE(t, "sockredir_bytes_total{direction=\"up\",mover=\"splice\"} 200");
+		CHECK_LINE(t, "sockredir_bytes_total{direction=\"down\",mover=\"copy\"} 30");
+		CHECK_LINE(t, "sockredir_promotions_total{direction=\"up\",mover=\"splice\"} 32");
+		CHECK_LINE(t, "sockredir_promotions_total{direction=\"down\",mover=\"splice\"} 0");
+		CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"copy\"} 33");
+		CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"splice\"} 34");
 		CHECK_LINE(t, "sockredir_fallbacks_total{reason=\"mode\"} 10");
 		CHECK_NO(t, "mover=\"kernel\"");
 		CHECK_NO(t, "mover=\"by_hand\"");
@@ -462,6 +488,17 @@ static void test_instances(void)
 		CHECK_LINE(t, "sockredir_connections_kept{name=\"api@2\"} 0");
 		CHECK_LINE(t, "sockredir_connections_restored_total{name=\"web\"} 11");
 		CHECK_LINE(t, "sockredir_fdstore_fds{name=\"api@2\"} 0");
+		CHECK_LINE(
+			t,
+			"sockredir_bytes_total{name=\"api@2\",direction=\"up\",mover=\"copy\"} 31");
+		CHECK_LINE(
+			t,
+			"sockredir_promotions_total{name=\"web\",direction=\"down\",mover=\"splice\"} 23");
+		CHECK_LINE(t,
+			   "sockredir_connections_carried_total{name=\"web\",mover=\"kernel\"} 28");
+		CHECK_LINE(t,
+			   "sockredir_connections_carried_total{name=\"api@2\",mover=\"copy\"} 33");
+		CHECK_NO(t, "sockredir_connections_carried_total{name=\"api@2\",mover=\"kernel\"}");
 		CHECK_LINE(t, "sockredir_kernel_held_skbs_total{name=\"web\"} 8");
 		CHECK_NO(t, "sockredir_kernel_held_skbs_total{name=\"api@2\"}");
 		CHECK_LINE(

@@ -31,9 +31,6 @@ struct connections {
 	 */
 	int epoll_fd;
 	sd_event_source *epoll_source;
-	/* Test hook: pause between connect and insert, so that a backend speaking first is
-	 * certain to have bytes queued (SOCKREDIR_DEBUG_INSERT_DELAY_USEC). */
-	uint64_t debug_insert_delay;
 
 	struct connection *list;
 	unsigned n_open; /* the length of list; movers.stats->open counts every worker's */
@@ -127,13 +124,16 @@ struct connection_restore {
 	struct sr_pipe *pipe[_SR_DIR_MAX];  /* a spliced flow's own pipe, bytes in it, or NULL */
 	/*
 	 * A kernel flow that was settling (moving queued bytes by hand) resumes that, with the
-	 * bytes it had read and not yet written (held, HELD_BUF_MAX bytes of malloc()ed buffer,
+	 * bytes it had read and not yet written (held, at least HELD_BUF_MAX bytes of malloc()ed buffer,
 	 * taken over). With --kernel-upload the upload then waits, not started (up_idle).
 	 */
 	bool settling[_SR_DIR_MAX];
 	uint8_t *held[_SR_DIR_MAX];
 	size_t held_len[_SR_DIR_MAX];
 	bool up_idle;
+	/* A flow on recv()/send(): it resumes so, taking bytes off its source only once sent,
+	 * after the held bytes (what send() had not taken) if any. */
+	bool copy[_SR_DIR_MAX];
 };
 
 /*

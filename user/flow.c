@@ -253,7 +253,9 @@ out:
  * one skb per later send (each sk_data_ready moves one skb), so they are moved by hand:
  *
  *  1. With SR_PEER_HOLD set, sr_redirect keeps every new skb on the socket instead of
- *     redirecting it, so nothing can overtake what we read.
+ *     redirecting it, so nothing can overtake what we read. Wait an RCU grace period first: a
+ *     verdict that read the entry before the hold may still be redirecting the head skb, and
+ *     until it has queued it on the destination the drain probe can't see it.
  *  2. Read everything, wait until the destination's backlog is empty (skbs redirected before
  *     the hold), write what we read.
  *  3. Clear the hold, wait an RCU grace period (every verdict that saw the hold has finished),
@@ -276,22 +278,31 @@ static int flow_settle(struct movers *m, struct flow *f)
 			return 0;
 		}
 		f->grace_ticket = 0;
-		r = kernel_flow_src_pending(m, f, &pending);
+		if (!f->holding) {
+			/* Step 3: the grace period after the hold was cleared. */
+			r = kernel_flow_src_pending(m, f, &pending);
+			if (r < 0)
+				return r;
+			if (pending == 0) {
+				log_debug("Connection %" PRIu64 ": %s settled after %u round(s).",
+					  f->conn_id, flow_name(f), f->settle_rounds + 1);
+				flow_set_state(f, FLOW_OPEN);
+				f->waits = WAIT_SRC_RDHUP;
+				return FLOW_SETTLED;
+			}
+			f->settle_rounds++;
+		}
+	}
+	if (!f->holding) {
+		/* Step 1: hold, and let every verdict that ran without the hold finish. */
+		r = kernel_flow_hold(m, f, true);
 		if (r < 0)
 			return r;
-		if (pending == 0) {
-			log_debug("Connection %" PRIu64 ": %s settled after %u round(s).",
-				  f->conn_id, flow_name(f), f->settle_rounds + 1);
-			flow_set_state(f, FLOW_OPEN);
-			f->waits = WAIT_SRC_RDHUP;
-			return FLOW_SETTLED;
-		}
-		f->settle_rounds++;
+		f->grace_ticket = grace_request(m->grace);
+		f->waits = WAIT_GRACE;
+		return 0;
 	}
 
-	r = kernel_flow_hold(m, f, true);
-	if (r < 0)
-		return r;
 	r = flow_move_held(m, f, &eof);
 	if (r < 0)
 		return r == -EPIPE || r == -ECONNRESET ? flow_dst_gone(m, f) : r;
@@ -365,7 +376,8 @@ int flow_run(struct movers *m, struct flow *f)
 			return r;
 		}
 		if (r == SPLICE_YIELD) {
-			f->waits = f->in_pipe ? WAIT_DST_OUT : WAIT_SRC_IN;
+			f->waits = f->in_pipe || f->buf_len > f->buf_off ? WAIT_DST_OUT :
+									   WAIT_SRC_IN;
 			return 0;
 		}
 		if (r == SPLICE_EOF)

@@ -99,6 +99,12 @@ enum {
 	KEEP_UP_HELD = 1 << 8,
 	KEEP_DOWN_HELD = 1 << 9,
 	KEEP_UP_IDLE = 1 << 10,
+	/*
+	 * A flow on recv()/send() (see struct flow, peek): no pipe, and what send() had not taken
+	 * follows in a memfd (HELD), only at a restart. An older process's records have none.
+	 */
+	KEEP_UP_COPY = 1 << 11,
+	KEEP_DOWN_COPY = 1 << 12,
 };
 
 /* One connection in a bag; its fds follow in the same message, in this order. */
@@ -334,10 +340,40 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 		}
 		if (f->state == FLOW_IDLE)
 			return 0;
-		if (!f->kernel && splice_flow_keep_pipe(m, f) < 0)
+		if (f->kernel)
+			continue;
+		/*
+		 * A copy flow needs no pipe in the store: once kept it takes bytes off its source
+		 * only when they are sent (peek). What send() had not taken yet lives in this
+		 * process: kept only at a restart, in a memfd, as held bytes are.
+		 */
+		if (f->copy) {
+			if (f->buf_len > f->buf_off && !all)
+				return 0;
+			continue;
+		}
+		if (splice_flow_keep_pipe(m, f) < 0)
 			return 0;
 	}
 	return KEEP_RUN;
+}
+
+/*
+ * The bytes f read and has not yet written (a settling flow's, or what a copy flow's send() had
+ * not taken), in a memfd after the entry's other fds, if there are any. 0 or negative errno.
+ */
+static int entry_add_held(const struct flow *f, struct keep_entry *e, int *fds, unsigned *n,
+			  int *ret_made, unsigned *ret_n_made)
+{
+	int fd = held_memfd(f);
+
+	if (fd == -EBADF)
+		return 0;
+	if (fd < 0)
+		return fd;
+	e->flags |= f->dir == SR_DIR_UP ? KEEP_UP_HELD : KEEP_DOWN_HELD;
+	fds[(*n)++] = ret_made[(*ret_n_made)++] = fd;
+	return 0;
 }
 
 /*
@@ -348,7 +384,7 @@ static int entry_fill(struct connection *c, enum keep_kind kind, struct keep_ent
 		      int *ret_made, unsigned *ret_n_made)
 {
 	unsigned n = 0;
-	int fd;
+	int r;
 
 	*e = (struct keep_entry){ .conn_id = c->id, .kind = kind };
 	fds[n++] = c->client.fd;
@@ -366,6 +402,14 @@ static int entry_fill(struct connection *c, enum keep_kind kind, struct keep_ent
 			e->flags |= KEEP_UP_IDLE; /* only the upload waits (keep_kind_of()) */
 			continue;
 		}
+		if (!f->kernel && f->copy) {
+			e->flags |= up ? KEEP_UP_COPY : KEEP_DOWN_COPY;
+			f->peek = true;
+			r = entry_add_held(f, e, fds, &n, ret_made, ret_n_made);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (!f->kernel) {
 			e->flags |= up ? KEEP_UP_PIPE : KEEP_DOWN_PIPE;
 			fds[n++] = f->pipe->fd[0];
@@ -377,13 +421,9 @@ static int entry_fill(struct connection *c, enum keep_kind kind, struct keep_ent
 		if (!flow_settling(f))
 			continue;
 		e->flags |= up ? KEEP_UP_SETTLING : KEEP_DOWN_SETTLING;
-		fd = held_memfd(f);
-		if (fd == -EBADF)
-			continue;
-		if (fd < 0)
-			return fd;
-		e->flags |= up ? KEEP_UP_HELD : KEEP_DOWN_HELD;
-		fds[n++] = ret_made[(*ret_n_made)++] = fd;
+		r = entry_add_held(f, e, fds, &n, ret_made, ret_n_made);
+		if (r < 0)
+			return r;
 	}
 	e->n_fds = n;
 	return (int)n;
@@ -848,9 +888,10 @@ static int take_held(int *fds, unsigned *i, uint8_t **ret, size_t *ret_len)
 	(*i)++;
 	if (fstat(fd, &st) < 0)
 		return negative_errno();
-	if (st.st_size <= 0 || st.st_size > HELD_BUF_MAX)
+	/* More than HELD_BUF_MAX only from a buffer grown for one large queue (held_room()). */
+	if (st.st_size <= 0 || st.st_size > (off_t)1 << 30)
 		return -EBADMSG;
-	buf = malloc(HELD_BUF_MAX);
+	buf = malloc(MAX((size_t)st.st_size, (size_t)HELD_BUF_MAX));
 	if (!buf)
 		return -ENOMEM;
 	n = pread(fd, buf, (size_t)st.st_size, 0);
@@ -924,6 +965,8 @@ static void restore_entry(struct keep *k, struct keep_bag *b, const struct keep_
 	cr.settling[SR_DIR_UP] = e->flags & KEEP_UP_SETTLING;
 	cr.settling[SR_DIR_DOWN] = e->flags & KEEP_DOWN_SETTLING;
 	cr.up_idle = e->flags & KEEP_UP_IDLE;
+	cr.copy[SR_DIR_UP] = e->flags & KEEP_UP_COPY;
+	cr.copy[SR_DIR_DOWN] = e->flags & KEEP_DOWN_COPY;
 	/* In entry_fill()'s order: the upload's pipe or held bytes, then the download's. */
 	r = 0;
 	if (e->flags & KEEP_UP_PIPE)

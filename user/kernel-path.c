@@ -111,7 +111,8 @@ int kernel_path_attach(struct movers *m, struct end *client, struct end *backend
 {
 	struct bpf_state *bpf = m->bpf;
 	uint32_t flags = m->kernel_upload ? SR_PEER_TARGET : 0;
-	int r;
+	uint64_t inq = 0;
+	int reason = 0, r = 0;
 
 	/*
 	 * A Unix client stays out of the maps, both ways. When it calls shutdown(), in any mode
@@ -153,6 +154,20 @@ int kernel_path_attach(struct movers *m, struct end *client, struct end *backend
 			goto undo;
 	}
 
+	/*
+	 * A Unix backend that has already sent something stays in userspace. Its queued bytes
+	 * don't run the verdict by themselves (see kick_queued()), and settling them by hand
+	 * holds what it sends meanwhile on our socket, where its shutdown() frees them
+	 * (unix_shutdown() unhashes our socket; the psock goes, and its ingress_msg with it). So
+	 * the check is the last thing before the insert; bytes that still arrive in between are
+	 * settled (flow.c), as before.
+	 */
+	if (backend->is_unix && sock_inq(backend->fd, &inq) == 0 && inq > 0) {
+		reason = SR_FALLBACK_BACKEND_FIRST;
+		goto undo;
+	}
+	if (m->debug_insert_delay)
+		usleep((useconds_t)m->debug_insert_delay);
 	/* From this insert on, every skb the backend sends runs sr_redirect. */
 	r = insert(bpf, backend, true);
 	if (r < 0)
@@ -165,7 +180,7 @@ undo:
 	undo_insert(bpf, client, false);
 	(void)bpf_peer_remove(bpf, backend->cookie);
 	backend->has_peer = false;
-	return reason_from_errno(r, false);
+	return reason ?: reason_from_errno(r, false);
 }
 
 int kernel_path_attach_upload(struct movers *m, struct end *client, struct end *backend,
@@ -374,28 +389,76 @@ int kernel_flow_dst_mapped(struct movers *m, const struct flow *f)
 	return r < 0 ? r : 1;
 }
 
+/*
+ * The largest skb a Unix stream socket queues: unix_stream_sendmsg() caps an skb at
+ * SKB_MAX_HEAD(0) + UNIX_SKB_FRAGS_SZ (32 KiB), about 36 KiB with 4 KiB pages. With room for this
+ * much, a read can't end inside an skb that arrives between SIOCINQ and recv().
+ */
+#define UNIX_SKB_MAX (64 * 1024)
+
+/*
+ * Room for want more bytes in f->buf. A buffer with bytes in it is written out first (0); an
+ * empty one grows past HELD_BUF_MAX only for a queue larger than that, which a backend with a
+ * send buffer of over 1 MiB can leave. 1 when there is room, <0 on ENOMEM.
+ */
+static int held_room(struct flow *f, size_t want)
+{
+	uint8_t *p;
+
+	if (!f->buf) {
+		f->buf = malloc(HELD_BUF_MAX);
+		if (!f->buf)
+			return -ENOMEM;
+		f->buf_cap = HELD_BUF_MAX;
+	}
+	if (f->buf_cap - f->buf_len >= want)
+		return 1;
+	if (f->buf_len > 0)
+		return 0;
+	p = realloc(f->buf, want);
+	if (!p)
+		return -ENOMEM;
+	f->buf = p;
+	f->buf_cap = want;
+	return 1;
+}
+
 int kernel_flow_read_held(struct movers *m, struct flow *f, bool *ret_eof, bool *ret_full)
 {
 	size_t total = 0;
+	int r;
 
 	*ret_eof = *ret_full = false;
 	for (;;) {
+		uint64_t inq = 0;
+		size_t want;
 		ssize_t n;
 
-		if (f->buf_len == HELD_BUF_MAX) {
+		/*
+		 * Whole skbs only. unix_stream_read_skb() gives the verdict the head skb whole,
+		 * with the bytes recv() already took from it: an skb read in part and left on the
+		 * queue would go out twice, once a new skb from the backend runs the verdict (read
+		 * in net/unix/af_unix.c; UNIXCB(skb).consumed is not looked at there). SIOCINQ
+		 * counts the receive queue, which ends on an skb boundary, so recv() of that many
+		 * ends on one too. Bytes kept by SK_PASS (ingress_msg) are read first; they are
+		 * an sk_msg queue, which keeps its own offsets, so any part of them is safe.
+		 */
+		r = sock_inq(f->src->fd, &inq);
+		if (r < 0)
+			return r;
+		want = inq > 0 ? (size_t)inq : UNIX_SKB_MAX;
+		r = held_room(f, want);
+		if (r < 0)
+			return r;
+		if (r == 0) {
 			*ret_full = true;
 			break;
-		}
-		if (!f->buf) {
-			f->buf = malloc(HELD_BUF_MAX);
-			if (!f->buf)
-				return -ENOMEM;
 		}
 		/*
 		 * While the socket is in sr_verdict, recv() goes through unix_bpf_recvmsg(): it
 		 * reads bytes kept by SK_PASS first, then the receive queue, in stream order.
 		 */
-		n = recv(f->src->fd, f->buf + f->buf_len, HELD_BUF_MAX - f->buf_len, MSG_DONTWAIT);
+		n = recv(f->src->fd, f->buf + f->buf_len, want, MSG_DONTWAIT);
 		if (n == 0) {
 			*ret_eof = true;
 			break;
@@ -423,20 +486,12 @@ int kernel_flow_read_held(struct movers *m, struct flow *f, bool *ret_eof, bool 
 
 int kernel_flow_write_held(struct flow *f)
 {
-	while (f->buf_off < f->buf_len) {
-		ssize_t n = send(f->dst->fd, f->buf + f->buf_off, f->buf_len - f->buf_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t r = flow_send_buf(f);
 
-		if (n < 0) {
-			if (errno == EAGAIN)
-				return 0;
-			if (errno == EINTR)
-				continue;
-			return negative_errno();
-		}
-		f->buf_off += (size_t)n;
-		f->bytes += (uint64_t)n;
-	}
+	if (r < 0)
+		return (int)r;
+	if (f->buf_off < f->buf_len)
+		return 0;
 	f->buf_off = f->buf_len = 0;
 	return 1;
 }

@@ -273,8 +273,11 @@ static int run(int argc, char *argv[])
 	m->upload_sndbuf = p.opts->upload_sndbuf;
 
 	e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
-	if (e && parse_size(e, 0, USEC_PER_SEC, &p.setup.conns.debug_insert_delay) < 0)
+	if (e && parse_size(e, 0, USEC_PER_SEC, &m->debug_insert_delay) < 0)
 		log_warning("Ignoring invalid SOCKREDIR_DEBUG_INSERT_DELAY_USEC=%s.", e);
+	e = getenv("SOCKREDIR_DEBUG_ATTACH_DELAY_USEC");
+	if (e && parse_size(e, 0, USEC_PER_SEC, &m->debug_attach_delay) < 0)
+		log_warning("Ignoring invalid SOCKREDIR_DEBUG_ATTACH_DELAY_USEC=%s.", e);
 
 	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
@@ -314,6 +317,8 @@ static int run(int argc, char *argv[])
 	p.n_stored = n_stored;
 	m->bpf = bpf;
 	m->kernel_upload = bpf && p.opts->kernel_upload;
+	m->adaptive = p.opts->mode == SR_MODE_AUTO;
+	m->cpus = (unsigned)MAX(sysconf(_SC_NPROCESSORS_ONLN), 1L);
 	/*
 	 * Without BPF the counters still live in shared memory, so that workers add into one set
 	 * and the supervisor reads the totals, as they do through sr_proxy_stats.

@@ -241,9 +241,10 @@ static void sample(struct writer *w, const char *suffix, const struct label *l, 
 
 static void write_info(struct writer *w, const struct metrics_input *in)
 {
-	const char *dispatch = !in->kernel		      ? "splice" :
-			       LOAD(in->proxy->upload_kernel) ? "kernel_both" :
-								"kernel_download";
+	const char *dispatch = !in->kernel			     ? "splice" :
+			       LOAD(in->proxy->upload_kernel)	     ? "kernel_both" :
+			       LOAD(in->proxy->mode) == SR_MODE_AUTO ? "adaptive" :
+								       "kernel_download";
 	const char *mode = mode_to_string(LOAD(in->proxy->mode));
 
 	if (in->version)
@@ -284,13 +285,19 @@ static void write_store_fds(struct writer *w, const struct metrics_input *in)
 	sample(w, NULL, NULL, 0, LOAD(in->proxy->store_fds));
 }
 
-/* One series per mover that exists: splice always, the kernel and by hand on the kernel path. */
+static const char *const dirs[_SR_DIR_MAX] = { [SR_DIR_DOWN] = "down", [SR_DIR_UP] = "up" };
+
+/*
+ * One series per mover that exists: copy and splice always, the kernel and by hand on the kernel
+ * path. The mover label takes the names of stats_mover_name(), and by_hand.
+ */
 static void write_bytes(struct writer *w, const struct metrics_input *in)
 {
-	static const char *const dirs[_SR_DIR_MAX] = { [SR_DIR_DOWN] = "down", [SR_DIR_UP] = "up" };
 	const struct sr_proxy_stats *p = in->proxy;
 
 	for (int d = 0; d < _SR_DIR_MAX; d++) {
+		sample(w, NULL, LABELS(L("direction", dirs[d]), L("mover", "copy")),
+		       LOAD(p->copied_bytes[d]));
 		sample(w, NULL, LABELS(L("direction", dirs[d]), L("mover", "splice")),
 		       LOAD(p->spliced_bytes[d]));
 		if (!in->kernel)
@@ -299,6 +306,25 @@ static void write_bytes(struct writer *w, const struct metrics_input *in)
 		       LOAD(in->kernel->bytes[d]));
 		sample(w, NULL, LABELS(L("direction", dirs[d]), L("mover", "by_hand")),
 		       d == SR_DIR_DOWN ? LOAD(p->flushed_bytes) : LOAD(p->flushed_bytes_up));
+	}
+}
+
+/* The mover a flow was promoted to, per direction: splice, the only promotion there is. */
+static void write_promotions(struct writer *w, const struct metrics_input *in)
+{
+	for (int d = 0; d < _SR_DIR_MAX; d++)
+		sample(w, NULL, LABELS(L("direction", dirs[d]), L("mover", "splice")),
+		       LOAD(in->proxy->promoted_splice[d]));
+}
+
+/* As the bytes: the kernel's series only where there is a kernel path. */
+static void write_carried(struct writer *w, const struct metrics_input *in)
+{
+	for (int i = 0; i < _SR_MOVER_MAX; i++) {
+		if (i == SR_MOVER_KERNEL && !in->kernel)
+			continue;
+		sample(w, NULL, LABELS(L("mover", stats_mover_name(i))),
+		       LOAD(in->proxy->carried[i]));
 	}
 }
 
@@ -434,8 +460,10 @@ static void write_connect_duration(struct writer *w, const struct metrics_input 
 
 static const struct family families[] = {
 	{ "sockredir", FAMILY_INFO, NULL, NEEDS_PROXY,
-	  "The version, the configured --mode, and how connections are dispatched: splice, "
-	  "kernel_download (the kernel path, upload by splice) or kernel_both (--kernel-upload).",
+	  "The version, the configured --mode, and how connections are dispatched: splice "
+	  "(userspace: recv/send, then splice for bulk), kernel_download (the kernel path, upload "
+	  "in userspace), adaptive (--mode auto: kernel_download while no more connections are "
+	  "open than CPUs, else splice) or kernel_both (--kernel-upload).",
 	  write_info },
 	{ "sockredir_connections_accepted", FAMILY_COUNTER, NULL, NEEDS_PROXY,
 	  "Client connections accepted.", write_accepted },
@@ -455,11 +483,19 @@ static const struct family families[] = {
 	  "fds sockredir holds in systemd's fd store now, for its connections and its BPF maps; "
 	  "FileDescriptorStoreMax= bounds them.",
 	  write_store_fds },
+	{ "sockredir_connections_carried", FAMILY_COUNTER, NULL, NEEDS_PROXY,
+	  "Closed connections, by the fastest mover they used: copy (recv and send), splice, or "
+	  "kernel (the download in the kernel).",
+	  write_carried },
 	{ "sockredir_bytes", FAMILY_COUNTER, "bytes", NEEDS_PROXY,
 	  "Bytes moved, by direction (up: client to backend) and mover: kernel (sockmap redirect), "
-	  "splice (userspace), by_hand (on the kernel path, bytes queued before it took over or "
-	  "held while it settled).",
+	  "splice (userspace), copy (recv and send, userspace), by_hand (on the kernel path, bytes "
+	  "queued before it took over or held while it settled).",
 	  write_bytes },
+	{ "sockredir_promotions", FAMILY_COUNTER, NULL, NEEDS_PROXY,
+	  "Flows moved mid-connection from recv and send to splice, by direction and the mover "
+	  "they moved to (splice).",
+	  write_promotions },
 	{ "sockredir_fallbacks", FAMILY_COUNTER, NULL, NEEDS_PROXY,
 	  "Connections carried by splice instead of the kernel path, by reason.", write_fallbacks },
 	{ "sockredir_connect_failures", FAMILY_COUNTER, NULL, NEEDS_PROXY,

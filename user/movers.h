@@ -7,6 +7,8 @@
 #ifndef SR_MOVERS_H
 #define SR_MOVERS_H
 
+#include <sys/socket.h>
+
 #include "../bpf/sockredir.h"
 #include "pipe-pool.h"
 #include "util.h"
@@ -19,11 +21,24 @@ struct connection;
 struct movers {
 	struct bpf_state *bpf; /* NULL when every connection uses splice */
 	bool kernel_upload;
+	/*
+	 * --mode auto: a connection takes the kernel path only while no more connections are open
+	 * than there are CPUs (see connection_start()); --mode bpf and --kernel-upload always.
+	 */
+	bool adaptive;
+	unsigned cpus; /* online CPUs, for adaptive */
 	uint64_t upload_sndbuf;
 	struct grace *grace;
 	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or of a shared page */
 	struct pipe_pool pipes;
 	bool said_upload_cut; /* flow.c: a backend's shutdown() cut a kernel upload, said once */
+	/*
+	 * Test hooks, so that a backend that speaks first is certain to have bytes queued: a pause
+	 * before a connection's kernel path is attached (SOCKREDIR_DEBUG_ATTACH_DELAY_USEC: the
+	 * backend_spoke_first fallback), and one between that check and the insert
+	 * (SOCKREDIR_DEBUG_INSERT_DELAY_USEC: the settling path).
+	 */
+	uint64_t debug_attach_delay, debug_insert_delay;
 };
 
 /* Largest buffer of by-hand bytes per flow (flow.buf); past it, writing comes before reading. */
@@ -69,7 +84,13 @@ struct flow {
 	uint64_t conn_id; /* the connection's, for logs */
 	enum sr_direction dir;
 	enum flow_state state;
-	bool kernel; /* moved by sr_redirect; else by splice */
+	bool kernel; /* moved by sr_redirect; else in userspace: */
+	bool copy;   /* ... by recv()/send(), until it carries bulk; then by splice */
+	/*
+	 * A copy flow of a connection in systemd's fd store: reads with MSG_PEEK and takes off its
+	 * source only what was sent, so no byte in flight lives in this process; it stays on copy.
+	 */
+	bool peek;
 	struct end *src, *dst;
 	unsigned waits;
 	uint64_t wake_at;  /* CLOCK_MONOTONIC µs, with WAIT_TIMER */
@@ -77,7 +98,10 @@ struct flow {
 	uint64_t deadline; /* give up on DRAINING/DISCARD at this time */
 	uint64_t bytes;	   /* moved by userspace on this flow */
 
-	/* splice mover */
+	/*
+	 * userspace mover; the pipe also holds what a copy flow's send() could not take, so that
+	 * no byte in flight lives in this process's memory (a crash would lose it)
+	 */
 	struct sr_pipe *pipe; /* borrowed from the pool while it holds bytes */
 	size_t in_pipe;
 	bool src_eof;
@@ -87,15 +111,44 @@ struct flow {
 	 */
 	bool pipe_kept;
 
-	/* kernel mover: bytes read by hand (queued before insertion, or kept by SR_PEER_HOLD) */
+	/*
+	 * kernel mover: bytes read by hand (queued before insertion, or kept by SR_PEER_HOLD);
+	 * copy mover: what send() could not take, at most COPY_CHUNK (splice-path.c)
+	 */
 	uint8_t *buf;
-	size_t buf_len, buf_off;
-	bool holding; /* SR_PEER_HOLD is set on the source */
+	size_t buf_len, buf_off, buf_cap; /* buf_cap: HELD_BUF_MAX, or one larger queue */
+	bool holding;			  /* SR_PEER_HOLD is set on the source */
 	unsigned settle_rounds;
 	uint64_t grace_ticket;
 	uint64_t last_pending;	   /* drain progress: the destination's backlog at the last poll */
 	uint64_t last_src_pending; /* the same for source bytes the verdict has yet to take */
 	bool dst_checked; /* the destination's map entry was checked after its peer's EOF */
 };
+
+/*
+ * Send f->buf from buf_off until it is empty or the destination would block (both movers keep
+ * bytes there: see struct flow). Returns the bytes sent, or a negative errno other than -EAGAIN.
+ */
+static inline ssize_t flow_send_buf(struct flow *f)
+{
+	size_t sent = 0;
+
+	while (f->buf_off < f->buf_len) {
+		ssize_t n = send(f->dst->fd, f->buf + f->buf_off, f->buf_len - f->buf_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return negative_errno();
+		}
+		f->buf_off += (size_t)n;
+		f->bytes += (uint64_t)n;
+		sent += (size_t)n;
+	}
+	return (ssize_t)sent;
+}
 
 #endif /* SR_MOVERS_H */

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The userspace path. Bytes go socket -> pipe -> socket with splice(2), so they are never copied
- * into this process, and a full destination stops the reads: backpressure both ways.
+ * The userspace path. A flow starts on recv()/send(): for a message of a few bytes that is two
+ * syscalls, where splice pays for a pipe and page references both ways. Once a flow carries bulk
+ * (COPY_BULK in one wakeup, as HAProxy's splice-auto judges by a full buffer) it moves to
+ * splice(2): socket -> pipe -> socket, never copied into this process. Either way a full
+ * destination stops the reads: backpressure both ways.
  */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -15,6 +19,13 @@
 #define SPLICE_CHUNK (64 * 1024)
 /* Splice calls per flow per wakeup, so that one busy flow can't starve the others. */
 #define SPLICE_BATCH 16
+/* Bytes asked of one recv() of a copy flow: a request or a small response fits whole. */
+#define COPY_CHUNK (16 * 1024)
+/* Read in one wakeup, this makes a copy flow bulk: it moves to splice for good. */
+#define COPY_BULK (4 * COPY_CHUNK)
+
+/* One buffer for every copy flow of the process: nothing stays in it between two syscalls. */
+static uint8_t copy_buf[COPY_CHUNK];
 
 int splice_flow_keep_pipe(struct movers *m, struct flow *f)
 {
@@ -82,9 +93,106 @@ static bool errno_is_disconnect(int e)
 	       e == ECONNABORTED || e == ETIMEDOUT;
 }
 
+/*
+ * One read and send of a copy flow: 1 after a read (*ret_read bytes of *ret_asked, 0 at EOF), 0
+ * if the source would block, 2 if the destination would, or SPLICE_DST_GONE, or a negative
+ * errno. What send() doesn't take waits in f->buf, at most COPY_CHUNK, and goes out before the
+ * next read. A flow whose connection is in systemd's fd store (f->peek) reads with MSG_PEEK and
+ * then takes from its source only what was sent: its bytes stay in the sockets the store holds,
+ * so a crash loses none, and it needs no pipe of its own there.
+ */
+static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t *ret_asked)
+{
+	ssize_t n, sent;
+	int r;
+
+	do
+		n = recv(f->src->fd, copy_buf, sizeof(copy_buf),
+			 MSG_DONTWAIT | (f->peek ? MSG_PEEK : 0));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		r = negative_errno();
+		if (r == -EAGAIN)
+			return 0;
+		if (errno_is_disconnect(-r))
+			return r;
+		return log_debug_errno(r, "Connection %" PRIu64 ": recv from source: %m",
+				       f->conn_id);
+	}
+	*ret_read = (size_t)n;
+	*ret_asked = sizeof(copy_buf);
+	if (n == 0) {
+		f->src_eof = true;
+		return 1;
+	}
+
+	do
+		sent = send(f->dst->fd, copy_buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	if (sent < 0) {
+		if (errno != EAGAIN) {
+			log_debug_errno(errno, "Connection %" PRIu64 ": write failed: %m",
+					f->conn_id);
+			return SPLICE_DST_GONE;
+		}
+		sent = 0;
+	}
+	f->bytes += (uint64_t)sent;
+	stat_add(m->stats->copied_bytes[f->dir], (uint64_t)sent);
+
+	if (f->peek) {
+		/* Take what was sent off the source: it is there, and nobody else reads it. */
+		if (sent > 0) {
+			ssize_t k;
+
+			do
+				k = recv(f->src->fd, copy_buf, (size_t)sent, MSG_DONTWAIT);
+			while (k < 0 && errno == EINTR);
+			if (k != sent)
+				return log_error_errno(k < 0 ? negative_errno() : -EIO,
+						       "Connection %" PRIu64
+						       ": took %zd of %zd sent "
+						       "bytes off the source: %m",
+						       f->conn_id, k, sent);
+		}
+		*ret_read = (size_t)sent;
+		return sent < n ? 2 : 1;
+	}
+	if (sent < n) {
+		if (!f->buf) {
+			f->buf = malloc(COPY_CHUNK);
+			if (!f->buf)
+				return -ENOMEM;
+		}
+		memcpy(f->buf, copy_buf + sent, (size_t)(n - sent));
+		f->buf_off = 0;
+		f->buf_len = (size_t)(n - sent);
+	}
+	return 1;
+}
+
+/* Send what a copy flow could not: 1 when it is all out, 0 if it would block, or SPLICE_DST_GONE. */
+static int copy_flush(struct movers *m, struct flow *f)
+{
+	ssize_t n = flow_send_buf(f);
+
+	if (n < 0) {
+		log_debug_errno((int)n, "Connection %" PRIu64 ": write failed: %m", f->conn_id);
+		return SPLICE_DST_GONE;
+	}
+	stat_add(m->stats->copied_bytes[f->dir], (uint64_t)n);
+	if (f->buf_off < f->buf_len)
+		return 0;
+	/* Idle flows hold no buffer. */
+	f->buf = mfree(f->buf);
+	f->buf_len = f->buf_off = 0;
+	return 1;
+}
+
 int splice_flow_move(struct movers *m, struct flow *f)
 {
 	struct sr_proxy_stats *st = m->stats;
+	size_t burst = 0;
 	ssize_t n;
 	int r;
 
@@ -110,10 +218,53 @@ int splice_flow_move(struct movers *m, struct flow *f)
 			continue;
 		}
 
-		splice_flow_release(m, f);
-		if (f->src_eof)
+		if (f->buf_len > f->buf_off) {
+			r = copy_flush(m, f);
+			if (r == 0) {
+				f->waits = WAIT_DST_OUT;
+				return SPLICE_BLOCKED;
+			}
+			if (r != 1)
+				return r;
+		}
+		if (f->src_eof) {
+			splice_flow_release(m, f);
 			return SPLICE_EOF;
+		}
 
+		/* A flow in the fd store has no pipe of its own to splice through: it stays. */
+		if (f->copy && !f->peek && burst >= COPY_BULK) {
+			f->copy = false;
+			stat_inc(st->promoted_splice[f->dir]);
+			log_debug("Connection %" PRIu64 ": %s carries bulk: moving to splice.",
+				  f->conn_id,
+				  f->dir == SR_DIR_UP ? "client->backend" : "backend->client");
+		}
+		if (f->copy) {
+			size_t got = 0, asked = 0;
+
+			splice_flow_release(m, f);
+			r = copy_once(m, f, &got, &asked);
+			if (r == 2) {
+				f->waits = WAIT_DST_OUT;
+				return SPLICE_BLOCKED;
+			}
+			if (r != 0 && r != 1)
+				return r;
+			/*
+			 * A short read emptied the socket: another recv() would only say EAGAIN
+			 * (half of all recv() calls in a request-response run). The epoll set is
+			 * level-triggered, so bytes that arrive meanwhile still wake the flow.
+			 */
+			if (r == 0 || (got > 0 && got < asked && f->buf_len == 0)) {
+				f->waits = WAIT_SRC_IN;
+				return SPLICE_BLOCKED;
+			}
+			burst += got;
+			continue;
+		}
+
+		splice_flow_release(m, f);
 		if (!f->pipe) {
 			r = pipe_pool_get(&m->pipes, &f->pipe);
 			if (r < 0)

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The userspace mover: splice(2) through a pipe borrowed from the pool. */
+/*
+ * The userspace mover. A flow starts on recv()/send() through a small buffer (f->copy), and moves
+ * to splice(2) through a pipe borrowed from the pool once it carries bulk.
+ */
 #ifndef SR_SPLICE_PATH_H
 #define SR_SPLICE_PATH_H
 
@@ -14,8 +17,9 @@ enum splice_result {
 };
 
 /*
- * Move bytes src -> pipe -> dst until something would block. Returns an enum splice_result, or a
- * negative errno on a hard error of the source.
+ * Move bytes until something would block: src -> dst with recv()/send() while f->copy, else
+ * src -> pipe -> dst. A copy flow that reads COPY_BULK bytes in one go leaves copy for good.
+ * Returns an enum splice_result, or a negative errno on a hard error of the source.
  */
 int splice_flow_move(struct movers *m, struct flow *f);
 /* Read and drop the source's bytes (FLOW_DISCARD). Same results as splice_flow_move(). */

@@ -58,9 +58,22 @@ static inline const char *stats_fallback_name(enum sr_fallback_reason r)
 		[SR_FALLBACK_MAP_FULL] = "map_full",
 		[SR_FALLBACK_OTHER] = "other",
 		[SR_FALLBACK_CLIENT_UNIX] = "client_unix",
+		[SR_FALLBACK_BACKEND_FIRST] = "backend_spoke_first",
 	};
 
 	return (unsigned)r < _SR_FALLBACK_MAX ? names[r] : "unknown";
+}
+
+/* How `sockredir stats` and the metrics name a mover (the mover label): one name each, in both. */
+static inline const char *stats_mover_name(enum sr_mover m)
+{
+	static const char *const names[_SR_MOVER_MAX] = {
+		[SR_MOVER_COPY] = "copy",
+		[SR_MOVER_SPLICE] = "splice",
+		[SR_MOVER_KERNEL] = "kernel",
+	};
+
+	return (unsigned)m < _SR_MOVER_MAX ? names[m] : "unknown";
 }
 
 /*
@@ -74,12 +87,16 @@ static inline const char *stats_fallback_name(enum sr_fallback_reason r)
 
 /*
  * One line for STATUS=: "PATH: N open, M accepted (K kernel path, F splice); X down, Y up", from
- * the proxy's counters and the kernel path's (zeros without it). Then, only when not zero,
- * "; N kept across restarts, M restored, C closed on restore" (the fd store).
+ * the proxy's counters and the kernel path's (zeros without it); X and Y count every mover. Then,
+ * only when not zero, "; N kept across restarts, M restored, C closed on restore" (the fd store).
  */
 void stats_format_status(const struct sr_proxy_stats *s, const struct sr_kstats *k,
 			 const char *path_status, char *buf, size_t size);
-/* Log the totals, at info level; the fd store's only when it kept or restored connections. */
+/*
+ * Log the totals, at info level; the fd store's only when it kept or restored connections. The
+ * movers' (copied bytes, promotions, connections by fastest mover) get a line of their own, so
+ * that the Connections and Bytes lines keep the shape tests/soak/report.py parses.
+ */
 void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k);
 
 #endif /* SR_STATS_H */
