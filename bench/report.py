@@ -21,7 +21,8 @@ import subprocess
 import sys
 from collections import defaultdict
 
-VARIANTS = ["direct", "direct-tcp", "sr-auto", "sr-auto-1w", "sr-bpf", "sr-bpf-base", "sr-bpf-1w",
+VARIANTS = ["direct", "direct-tcp", "sr-auto", "sr-auto-1w", "sr-auto-base", "sr-auto-1w-base",
+            "sr-bpf", "sr-bpf-base", "sr-bpf-1w",
             "sr-bpf-upload", "sr-splice", "sr-splice-1w", "sr-splice-base", "sd-proxyd", "socat",
             "haproxy", "haproxy-1t", "nginx", "nginx-1p"]
 TITLES = {
@@ -29,6 +30,8 @@ TITLES = {
     "direct-tcp": "direct to the backend on TCP (no proxy)",
     "sr-auto": "sockredir (default `--mode auto`)",
     "sr-auto-1w": "sockredir (default `--mode auto`) `--workers 1`",
+    "sr-auto-base": "sockredir (default `--mode auto`), the base build",
+    "sr-auto-1w-base": "sockredir (default `--mode auto`) `--workers 1`, the base build",
     "sr-bpf": "sockredir `--mode bpf`",
     "sr-bpf-1w": "sockredir `--mode bpf --workers 1`",
     "sr-bpf-upload": "sockredir `--mode bpf --kernel-upload`",
@@ -801,6 +804,107 @@ def merged_hist(res, variant, test, size, conns):
     return sorted(acc.items())
 
 
+# One color per variant in the http plot, the same in every panel and every run: each sockredir
+# mode a hue (lighter for one worker, darker for the base build), the peers warm colors.
+HTTP_COLORS = {
+    "sr-auto": "#1f5fa8", "sr-auto-1w": "#7fa9d9",
+    "sr-bpf": "#2a8a3e", "sr-bpf-1w": "#8fcf8f", "sr-bpf-base": "#1b4d26",
+    "sr-bpf-upload": "#3fa6a0",
+    "sr-splice": "#7b4aa8", "sr-splice-1w": "#bfa2dc", "sr-splice-base": "#46286a",
+    "haproxy": "#e07b39", "haproxy-1t": "#f2b98f",
+    "nginx": "#c8323c", "nginx-1p": "#ec8f95",
+    "sd-proxyd": "#8c6d31", "socat": "#7f7f7f", "direct": "#404040",
+}
+
+
+def http_plot_data(res, server):
+    """[(shape label, [(variant, (median, min, max))])]: per judged shape, each proxy's throughput
+    as a ratio to the server with no proxy, per round and then the median (Results.ratio)."""
+    groups = []
+    for shape, conns, _, _ in HTTP_TARGETS:
+        test = "http-%s/%s" % (shape, server)
+        keys = [k for k in res.by if k[0] == test and k[2] == conns]
+        if not keys:
+            continue
+        m = "gib_s" if shape == "bulk" else "rps"
+        bars = []
+        for v in res.variants:
+            if v == HTTP_BASE:
+                continue
+            rt = res.ratio(keys[0], v, m, HTTP_BASE)
+            if rt:
+                bars.append((v, rt))
+        if bars:
+            groups.append(("%s ×%d" % (shape, conns), bars))
+    return groups
+
+
+def http_plot(res, d):
+    """gnuplot lines for http.png, a panel per server (nginx, then caddy), or [] without data."""
+    servers = sorted({k[0].split("/", 1)[1] for k in res.by if k[0].startswith("http-")},
+                     key=lambda s: (["nginx", "caddy"].index(s) if s in ("nginx", "caddy")
+                                    else 2, s))
+    panels = [(srv, http_plot_data(res, srv)) for srv in servers]
+    panels = [(srv, g) for srv, g in panels if g]
+    if not panels:
+        if servers:
+            sys.stderr.write("report: no %s baseline in the http phase, so no http.png\n"
+                             % HTTP_BASE)
+        return []
+    # Every panel on the same scale, with room for the value over each bar.
+    top = max(rt[2] for _, g in panels for _, bars in g for _, rt in bars)
+    gp = ['set terminal pngcairo size %d,620 font "sans,10"' % (200 + 650 * len(panels)),
+          'set output "%s"' % os.path.join(res.path, "http.png"),
+          'unset logscale', 'unset grid', 'set grid ytics', 'set style data lines',
+          'set style fill solid 0.85 border -1', 'set xlabel ""',
+          'set ylabel "× no proxy (TCP)"', 'set yrange [0:%g]' % (max(top, 1) * 1.18),
+          'set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 1.5 lc "black"',
+          'set key outside bottom center horizontal Left reverse samplen 1.5 width 2',
+          'set multiplot layout 1,%d title "HTTP throughput through each proxy against the'
+          ' server with no proxy, at the judged connection counts\\n(wrk; the ratio per round,'
+          ' its median and min–max over the rounds)"' % len(panels)]
+    for srv, groups in panels:
+        # Bars of one width within a group, the group centred on its tic.
+        n = max(len(bars) for _, bars in groups)
+        w = 0.8 / n
+        fn = os.path.join(d, "http-%s.dat" % srv)
+        order = [v for v in res.variants if any(v == b[0] for _, bars in groups for b in bars)]
+        blocks = []
+        with open(fn, "w") as f:
+            for v in order:
+                f.write("# %s: x\tmedian\tmin\tmax\n" % v)
+                for x, (_, bars) in enumerate(groups):
+                    vs = [b[0] for b in bars]
+                    if v in vs:
+                        j = vs.index(v)
+                        rt = dict(bars)[v]
+                        f.write("%.4f\t%g\t%g\t%g\n"
+                                % (x + (j - (len(bars) - 1) / 2) * w, rt[0], rt[1], rt[2]))
+                f.write("\n\n")
+                blocks.append(v)
+        # Values across the bars while they are wide enough, else along them.
+        lab = "center offset 0,0.7" if n <= 4 else "rotate by 90 left offset 0,0.4"
+        parts = []
+        for i, v in enumerate(blocks):
+            c = HTTP_COLORS.get(v, "#999999")
+            # lt 1: solid lines, whatever the earlier plots made of the other linetypes.
+            parts += ['"%s" index %d using 1:2 with boxes lt 1 lc rgb "%s" title "%s" noenhanced'
+                      % (fn, i, c, PLAIN.get(v, v)),
+                      # min–max as a capped vector: yerrorbars gaps its line at the median.
+                      '"" index %d using 1:3:(0):($4-$3) with vectors heads size screen'
+                      ' 0.004,90 lt 1 lw 1.5 lc "black" notitle' % i,
+                      '"" index %d using 1:4:(sprintf("%%.2f", $2)) with labels %s font ",8"'
+                      ' notitle' % (i, lab)]
+        tics = ", ".join('"%s" %d' % (label, x) for x, (label, _) in enumerate(groups))
+        gp += ['set title "%s"' % srv, 'set boxwidth %g absolute' % (w * 0.92),
+               'set xrange [-0.6:%g]' % (len(groups) - 0.4), 'set xtics (%s)' % tics,
+               "plot " + ", \\\n  ".join(parts)]
+    gp += ['unset multiplot', 'unset arrow 1', 'unset title', 'set xtics autofreq',
+           'set xrange [*:*]', 'set yrange [*:*]', 'set grid', 'set key outside right top',
+           'set terminal pngcairo size 1000,640 font "sans,10"']
+    return gp
+
+
 def plots(res):
     """Data files and a gnuplot script in RESULTS/plots/, PNGs in RESULTS. Returns what was made."""
     d = os.path.join(res.path, "plots")
@@ -932,6 +1036,13 @@ def plots(res):
                'set xrange [50:15000]', 'set yrange [0:*]', 'set key outside right top',
                "plot " + ", \\\n  ".join(mem_parts)]
         made.append(("memory-per-connection.png", "proxy memory per connection"))
+
+    # The http phase at each shape's judged connection count, against no proxy.
+    http = http_plot(res, d)
+    if http:
+        gp += http
+        made.append(("http.png", "HTTP throughput against no proxy, at the judged connection"
+                                 " counts"))
 
     script = os.path.join(d, "plots.gp")
     with open(script, "w") as f:

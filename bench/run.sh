@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (about 10 minutes, and roughly 23 more for the http phase) or
+# The benchmark: `make bench` (18 minutes here, half of it the http phase) or
 # `make bench QUICK=1` (about two minutes, half of it the http phase).
 #
 # Ten variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
