@@ -91,8 +91,8 @@ query_is 'count(sockredir_info{mode="bpf",dispatch="kernel_download"})' 1 ||
 	prom_fail "no sockredir_info with the mode and dispatch: $(query 'sockredir_info')"
 query_is 'sockredir_workers' 1 || prom_fail "sockredir_workers: $(query sockredir_workers)"
 # One series per fallback reason; every client here is TCP, so none is a Unix one.
-query_is 'count(sockredir_fallbacks_total{job="sockredir"})' 6 ||
-	prom_fail "want 6 fallback reasons: $(query 'sockredir_fallbacks_total')"
+query_is 'count(sockredir_fallbacks_total{job="sockredir"})' 7 ||
+	prom_fail "want 7 fallback reasons: $(query 'sockredir_fallbacks_total')"
 query_is 'sockredir_fallbacks_total{reason="client_unix"}' 0 ||
 	prom_fail "sockredir_fallbacks_total{reason=\"client_unix\"}: $(query 'sockredir_fallbacks_total{reason="client_unix"}')"
 # No fd store here (no NOTIFY_SOCKET): the families are there, at 0.

@@ -600,6 +600,7 @@ static void restore_flow(struct connection *c, struct flow *f, struct connection
 	if (pipe) {
 		f->pipe = pipe;
 		f->pipe_kept = true;
+		c->set->movers.kept_pipes++;
 		/* Bytes spliced in before the crash and not yet out: they go first. */
 		if (ioctl(pipe->fd[0], FIONREAD, &n) == 0 && n > 0)
 			f->in_pipe = (size_t)n;
@@ -607,7 +608,7 @@ static void restore_flow(struct connection *c, struct flow *f, struct connection
 	if (d == SR_DIR_UP && r->up_idle)
 		return;
 	if (!f->kernel && r->copy[d]) {
-		f->copy = f->peek = true;
+		f->copy = true;
 		f->buf = TAKE_PTR(r->held[d]);
 		f->buf_len = f->buf ? r->held_len[d] : 0;
 		flow_set_state(f, FLOW_OPEN);

@@ -131,8 +131,8 @@ struct connection_restore {
 	uint8_t *held[_SR_DIR_MAX];
 	size_t held_len[_SR_DIR_MAX];
 	bool up_idle;
-	/* A flow on recv()/send(): it resumes so, taking bytes off its source only once sent,
-	 * after the held bytes (what send() had not taken) if any. */
+	/* A flow on recv()/send() at a restart: it resumes so, after the held bytes (what send()
+	 * had not taken) if any. */
 	bool copy[_SR_DIR_MAX];
 };
 

@@ -100,8 +100,8 @@ enum {
 	KEEP_DOWN_HELD = 1 << 9,
 	KEEP_UP_IDLE = 1 << 10,
 	/*
-	 * A flow on recv()/send() (see struct flow, peek): no pipe, and what send() had not taken
-	 * follows in a memfd (HELD), only at a restart. An older process's records have none.
+	 * Only at a restart: a flow on recv()/send(), with no pipe; what send() had not taken
+	 * follows in a memfd (HELD). An older process's records have none.
 	 */
 	KEEP_UP_COPY = 1 << 11,
 	KEEP_DOWN_COPY = 1 << 12,
@@ -314,6 +314,32 @@ static int held_memfd(const struct flow *f)
 	return fd;
 }
 
+/*
+ * May one more flow take a pipe of its own for the store? Sockets come first: kept pipes may use
+ * what half of RLIMIT_NOFILE leaves after 2 fds per open connection, so that keeping connections
+ * never takes the fds that serving them and accepting more need (seen: 5,000 connections under
+ * a limit of 20,000, carried in userspace, ran out of fds for accept() and stopped).
+ */
+static bool keep_pipe_fits(struct keep *k)
+{
+	static rlim_t limit;
+	struct rlimit rl;
+
+	if (limit == 0)
+		limit = getrlimit(RLIMIT_NOFILE, &rl) < 0 ? 1024 : rl.rlim_cur;
+	if (limit == RLIM_INFINITY ||
+	    2 * ((uint64_t)k->cs->n_open + k->cs->movers.kept_pipes + 1) <= limit / 2)
+		return true;
+	if (log_ratelimit(&k->failed_logged_at, 60 * USEC_PER_SEC))
+		log_warning(
+			"Not keeping more connections in systemd's fd store: their directions "
+			"in userspace need a pipe each there, and %zu pipes for %u open "
+			"connections are as many as half of RLIMIT_NOFILE (%llu) allows. The "
+			"rest will not survive a crash or restart; raise LimitNOFILE= for more.",
+			k->cs->movers.kept_pipes, k->cs->n_open, (unsigned long long)limit);
+	return false;
+}
+
 /* Can c go into a bag now? all: for a hand-over, whatever its age, and those in setup too. */
 static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool all, uint64_t now)
 {
@@ -343,17 +369,23 @@ static enum keep_kind keep_kind_of(struct keep *k, struct connection *c, bool al
 		if (f->kernel)
 			continue;
 		/*
-		 * A copy flow needs no pipe in the store: once kept it takes bytes off its source
-		 * only when they are sent (peek). What send() had not taken yet lives in this
-		 * process: kept only at a restart, in a memfd, as held bytes are.
+		 * At a restart a copy flow goes as it is: this process is done with it, and what
+		 * send() had not taken goes in a memfd, as held bytes do.
 		 */
-		if (f->copy) {
-			if (f->buf_len > f->buf_off && !all)
-				return 0;
+		if (f->copy && all)
 			continue;
-		}
-		if (splice_flow_keep_pipe(m, f) < 0)
+		/*
+		 * Otherwise a flow in userspace needs a pipe of its own in the store, and splices
+		 * through it from then on: bytes between recv() and send() would die with this
+		 * process, and recv() with MSG_PEEK then taking what was sent off the source would
+		 * send them twice after a crash in between (seen: a duplex transfer got a stretch
+		 * of its download twice). What a copy flow had not sent yet goes out first.
+		 */
+		if (f->copy && f->buf_len > f->buf_off)
 			return 0;
+		if (!keep_pipe_fits(k) || splice_flow_keep_pipe(m, f) < 0)
+			return 0;
+		f->copy = false;
 	}
 	return KEEP_RUN;
 }
@@ -404,7 +436,6 @@ static int entry_fill(struct connection *c, enum keep_kind kind, struct keep_ent
 		}
 		if (!f->kernel && f->copy) {
 			e->flags |= up ? KEEP_UP_COPY : KEEP_DOWN_COPY;
-			f->peek = true;
 			r = entry_add_held(f, e, fds, &n, ret_made, ret_n_made);
 			if (r < 0)
 				return r;

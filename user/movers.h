@@ -32,6 +32,7 @@ struct movers {
 	struct sr_proxy_stats *stats; /* the mmap of sr_proxy_stats, or of a shared page */
 	struct pipe_pool pipes;
 	bool said_upload_cut; /* flow.c: a backend's shutdown() cut a kernel upload, said once */
+	size_t kept_pipes;    /* pipes that flows own (struct flow, pipe_kept): 2 fds each */
 	/*
 	 * Test hooks, so that a backend that speaks first is certain to have bytes queued: a pause
 	 * before a connection's kernel path is attached (SOCKREDIR_DEBUG_ATTACH_DELAY_USEC: the
@@ -86,11 +87,6 @@ struct flow {
 	enum flow_state state;
 	bool kernel; /* moved by sr_redirect; else in userspace: */
 	bool copy;   /* ... by recv()/send(), until it carries bulk; then by splice */
-	/*
-	 * A copy flow of a connection in systemd's fd store: reads with MSG_PEEK and takes off its
-	 * source only what was sent, so no byte in flight lives in this process; it stays on copy.
-	 */
-	bool peek;
 	struct end *src, *dst;
 	unsigned waits;
 	uint64_t wake_at;  /* CLOCK_MONOTONIC µs, with WAIT_TIMER */

@@ -46,6 +46,7 @@ int splice_flow_keep_pipe(struct movers *m, struct flow *f)
 		}
 	}
 	f->pipe_kept = true;
+	m->kept_pipes++;
 	return 0;
 }
 
@@ -57,6 +58,7 @@ void splice_flow_free_pipe(struct movers *m, struct flow *f)
 		free(f->pipe);
 		f->pipe = NULL;
 		f->in_pipe = 0;
+		m->kept_pipes--;
 	}
 	f->pipe_kept = false;
 	splice_flow_release(m, f);
@@ -95,11 +97,8 @@ static bool errno_is_disconnect(int e)
 
 /*
  * One read and send of a copy flow: 1 after a read (*ret_read bytes of *ret_asked, 0 at EOF), 0
- * if the source would block, 2 if the destination would, or SPLICE_DST_GONE, or a negative
- * errno. What send() doesn't take waits in f->buf, at most COPY_CHUNK, and goes out before the
- * next read. A flow whose connection is in systemd's fd store (f->peek) reads with MSG_PEEK and
- * then takes from its source only what was sent: its bytes stay in the sockets the store holds,
- * so a crash loses none, and it needs no pipe of its own there.
+ * if the source would block, or SPLICE_DST_GONE, or a negative errno. What send() doesn't take
+ * waits in f->buf, at most COPY_CHUNK, and goes out before the next read.
  */
 static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t *ret_asked)
 {
@@ -107,8 +106,7 @@ static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t 
 	int r;
 
 	do
-		n = recv(f->src->fd, copy_buf, sizeof(copy_buf),
-			 MSG_DONTWAIT | (f->peek ? MSG_PEEK : 0));
+		n = recv(f->src->fd, copy_buf, sizeof(copy_buf), MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		r = negative_errno();
@@ -140,24 +138,6 @@ static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t 
 	f->bytes += (uint64_t)sent;
 	stat_add(m->stats->copied_bytes[f->dir], (uint64_t)sent);
 
-	if (f->peek) {
-		/* Take what was sent off the source: it is there, and nobody else reads it. */
-		if (sent > 0) {
-			ssize_t k;
-
-			do
-				k = recv(f->src->fd, copy_buf, (size_t)sent, MSG_DONTWAIT);
-			while (k < 0 && errno == EINTR);
-			if (k != sent)
-				return log_error_errno(k < 0 ? negative_errno() : -EIO,
-						       "Connection %" PRIu64
-						       ": took %zd of %zd sent "
-						       "bytes off the source: %m",
-						       f->conn_id, k, sent);
-		}
-		*ret_read = (size_t)sent;
-		return sent < n ? 2 : 1;
-	}
 	if (sent < n) {
 		if (!f->buf) {
 			f->buf = malloc(COPY_CHUNK);
@@ -232,8 +212,7 @@ int splice_flow_move(struct movers *m, struct flow *f)
 			return SPLICE_EOF;
 		}
 
-		/* A flow in the fd store has no pipe of its own to splice through: it stays. */
-		if (f->copy && !f->peek && burst >= COPY_BULK) {
+		if (f->copy && burst >= COPY_BULK) {
 			f->copy = false;
 			stat_inc(st->promoted_splice[f->dir]);
 			log_debug("Connection %" PRIu64 ": %s carries bulk: moving to splice.",
@@ -245,10 +224,6 @@ int splice_flow_move(struct movers *m, struct flow *f)
 
 			splice_flow_release(m, f);
 			r = copy_once(m, f, &got, &asked);
-			if (r == 2) {
-				f->waits = WAIT_DST_OUT;
-				return SPLICE_BLOCKED;
-			}
 			if (r != 0 && r != 1)
 				return r;
 			/*
