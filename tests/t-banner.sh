@@ -18,11 +18,19 @@ one_mode() {
 }
 run_modes one_mode
 
+# delayed HOOK WHAT MODE...: 500 banner connections with the test hook HOOK pausing 2 ms.
+delayed() {
+	local hook=$1 what=$2
+	shift 2
+	PROXY_ENV="-E SOCKREDIR_DEBUG_${hook}_DELAY_USEC=2000" start_proxy "$@"
+	client --test banner --size 1K --rounds 3 --conns 500 --parallel 8 ||
+		fail "banner, delayed $what ($*)"
+	stop_proxy
+}
+
 log "with a 2 ms pause before the kernel path is attached (every banner is there before)"
 for m in "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload"; do
-	PROXY_ENV="-E SOCKREDIR_DEBUG_ATTACH_DELAY_USEC=2000" start_proxy $m
-	client --test banner --size 1K --rounds 3 --conns 500 --parallel 8 || fail "banner, delayed attach ($m)"
-	stop_proxy
+	delayed ATTACH attach $m
 	first=$(summary 'backend spoke first')
 	log "$m: $first connections stayed in userspace (backend spoke first)"
 	# As below: a loaded machine can make the backend later than 2 ms.
@@ -33,9 +41,7 @@ done
 
 log "with a 2 ms pause between that check and the insert (every banner is queued early)"
 for m in "--mode bpf" "--mode bpf --kernel-upload --allow-unbounded-upload"; do
-	PROXY_ENV="-E SOCKREDIR_DEBUG_INSERT_DELAY_USEC=2000" start_proxy $m
-	client --test banner --size 1K --rounds 3 --conns 500 --parallel 8 || fail "banner, delayed insert ($m)"
-	stop_proxy
+	delayed INSERT insert $m
 	by_hand=$(summary 'moved by hand')
 	log "$m: $by_hand bytes moved by hand"
 	# Nearly every banner is queued before insertion with the pause (a loaded machine can make

@@ -248,7 +248,7 @@ static void connection_run(struct connection *c)
 	 * be delivered. Read and drop it for a while, so that the client sees a FIN, not a reset.
 	 */
 	if (c->backend.hup && c->down.state == FLOW_DONE && c->up.state == FLOW_OPEN &&
-	    c->up.in_pipe == 0 && c->up.buf_len == c->up.buf_off) {
+	    !flow_holds_bytes(&c->up)) {
 		flow_discard_rest(&c->up);
 		(void)flow_run(m, &c->up);
 	}
@@ -696,9 +696,8 @@ void connection_resume(struct connection *c)
 		} else if (f->kernel)
 			f->waits = WAIT_SRC_RDHUP;
 		else
-			f->waits = f->in_pipe || f->buf_len > f->buf_off ?
-					   WAIT_DST_OUT :
-					   WAIT_SRC_IN | WAIT_SRC_RDHUP;
+			f->waits = flow_holds_bytes(f) ? WAIT_DST_OUT :
+							 WAIT_SRC_IN | WAIT_SRC_RDHUP;
 	}
 	r = connection_update(c);
 	if (r < 0) {

@@ -376,8 +376,7 @@ int flow_run(struct movers *m, struct flow *f)
 			return r;
 		}
 		if (r == SPLICE_YIELD) {
-			f->waits = f->in_pipe || f->buf_len > f->buf_off ? WAIT_DST_OUT :
-									   WAIT_SRC_IN;
+			f->waits = flow_holds_bytes(f) ? WAIT_DST_OUT : WAIT_SRC_IN;
 			return 0;
 		}
 		if (r == SPLICE_EOF)

@@ -121,6 +121,12 @@ struct flow {
 	bool dst_checked; /* the destination's map entry was checked after its peer's EOF */
 };
 
+/* Does a flow in userspace hold bytes for its destination, in its pipe or its buffer? */
+static inline bool flow_holds_bytes(const struct flow *f)
+{
+	return f->in_pipe > 0 || f->buf_len > f->buf_off;
+}
+
 /*
  * Send f->buf from buf_off until it is empty or the destination would block (both movers keep
  * bytes there: see struct flow). Returns the bytes sent, or a negative errno other than -EAGAIN.
