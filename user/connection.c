@@ -226,16 +226,38 @@ static int connection_flow_event(struct connection *c, int r)
 	}
 }
 
-static void connection_run(struct connection *c)
+/*
+ * Does an event on end E concern flow F? Only a flow in userspace that waits on one of its
+ * sockets can tell: running it for its peer's event costs a recv() or send() that says EAGAIN.
+ * In a keep-alive request-response exchange that was every other recv(): the backend's reply
+ * woke the connection, and the upload asked the client for a request it had not sent yet.
+ * A hangup on the other socket doesn't concern it either: a flow that reads learns of its own
+ * source's end by reading, one that writes learns of its destination's by writing, and a
+ * backend that is gone for good is the connection's business (connection_run_flows()).
+ */
+static bool flow_concerned(const struct flow *f, const struct end *e)
+{
+	if (f->state != FLOW_OPEN || f->kernel)
+		return true;
+	if (f->waits == WAIT_SRC_IN)
+		return e == f->src;
+	if (f->waits == WAIT_DST_OUT)
+		return e == f->dst;
+	return true;
+}
+
+/* Run the flows asked for, then what the connection as a whole must do. */
+static void connection_run_flows(struct connection *c, bool up, bool down)
 {
 	struct movers *m = &c->set->movers;
-	int r;
+	int r = 0;
 
 	if (c->phase != PHASE_RUN)
 		return;
 
-	r = connection_flow_event(c, flow_run(m, &c->down));
-	if (r >= 0)
+	if (down)
+		r = connection_flow_event(c, flow_run(m, &c->down));
+	if (r >= 0 && up)
 		r = connection_flow_event(c, flow_run(m, &c->up));
 	if (r < 0) {
 		log_debug_errno(r, "Connection %" PRIu64 ": ending: %m", c->id);
@@ -265,6 +287,11 @@ static void connection_run(struct connection *c)
 		log_warning_errno(r, "Connection %" PRIu64 ": failed to watch sockets: %m", c->id);
 		connection_abort(c);
 	}
+}
+
+static void connection_run(struct connection *c)
+{
+	connection_run_flows(c, true, true);
 }
 
 static const char *const fallback_text[_SR_FALLBACK_MAX] = {
@@ -320,6 +347,18 @@ static void connection_fallback(struct connection *c, int reason)
 		log_debug("Connection %" PRIu64 " uses splice: %s.", c->id, fallback_text[reason]);
 }
 
+/*
+ * Start a download in userspace without reading yet: a backend that has just accepted has rarely
+ * sent anything, and the epoll set is level-triggered, so one that has (a banner) wakes the flow
+ * at once. Reading now would cost a recv() that says EAGAIN on nearly every connection.
+ */
+static void connection_run_download_later(struct connection *c)
+{
+	flow_set_state(&c->down, FLOW_OPEN);
+	c->down.waits = WAIT_SRC_IN;
+	connection_run_flows(c, true, false);
+}
+
 void connection_start(struct connection *c)
 {
 	struct movers *m = &c->set->movers;
@@ -347,9 +386,8 @@ void connection_start(struct connection *c)
 		 * must be settled by hand, which a backend that keeps sending defeats (both in
 		 * bench/EXPERIMENTS.md, "Real HTTP clients").
 		 */
-		flow_set_state(&c->down, FLOW_OPEN);
 		flow_set_state(&c->up, FLOW_OPEN);
-		connection_run(c);
+		connection_run_download_later(c);
 		return;
 	}
 	if (m->bpf)
@@ -365,8 +403,9 @@ void connection_start(struct connection *c)
 			connection_start_upload(c, true);
 	} else {
 		connection_fallback(c, reason);
-		flow_set_state(&c->down, FLOW_OPEN);
 		connection_start_upload(c, false);
+		connection_run_download_later(c);
+		return;
 	}
 	connection_run(c);
 }
@@ -416,7 +455,7 @@ static void connection_io(struct end *e, uint32_t revents)
 		e->hup = true;
 	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		e->rdhup = true;
-	connection_run(c);
+	connection_run_flows(c, flow_concerned(&c->up, e), flow_concerned(&c->down, e));
 }
 
 /* Bytes moved so far, both ways, both paths. */
