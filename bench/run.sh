@@ -75,7 +75,7 @@ else
 	HTTP_DEFAULT="direct-tcp sr-auto sr-auto-1w sr-bpf sr-bpf-1w sr-splice sr-splice-1w haproxy"
 	HTTP_DEFAULT+=" haproxy-1t nginx nginx-1p"
 fi
-: "${RR_SIZES:=1 64 4096 65536}"
+: "${RR_SIZES:=64 4096 65536}"
 # Seconds without progress before a measurement is called failed. At a scale level, a proxy
 # that stops accepting (out of fds, or its own limit) costs this much per round, so it is
 # shorter there; the client opens 64 connections at a time per process, so no SYN waits that
