@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (about 15 minutes here, half of it the http phase) or
+# The benchmark: `make bench` (16 minutes here, half of it the http phase) or
 # `make bench QUICK=1` (about two minutes, half of it the http phase).
 #
 # Ten variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
@@ -24,7 +24,7 @@
 # thread) per CPU and again with one in all (the -1w, -1t and -1p variants), for the report's
 # targets table, which sets each sockredir against the best peer with as many. The one-process
 # variants run against nginx only, each shape at the connection count it is judged at (HTTP_JUDGED),
-# which keeps the whole bench near 20 minutes. Before each proxy is
+# which keeps the whole bench near 15 minutes. Before each proxy is
 # measured, curl fetches both files through it and cmp compares them with the originals; a wrong
 # byte, a socket error or a non-2xx response in any wrk run fails the whole run (after the
 # report is written). Each wrk run is wrapped in `perf stat -a`, for the machine's CPU time and
