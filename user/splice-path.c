@@ -96,11 +96,11 @@ static bool errno_is_disconnect(int e)
 }
 
 /*
- * One read and send of a copy flow: 1 after a read (*ret_read bytes of *ret_asked, 0 at EOF), 0
+ * One read and send of a copy flow: 1 after a read (*ret_read bytes of COPY_CHUNK, 0 at EOF), 0
  * if the source would block, or SPLICE_DST_GONE, or a negative errno. What send() doesn't take
  * waits in f->buf, at most COPY_CHUNK, and goes out before the next read.
  */
-static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t *ret_asked)
+static int copy_once(struct movers *m, struct flow *f, size_t *ret_read)
 {
 	ssize_t n, sent;
 	int r;
@@ -118,7 +118,6 @@ static int copy_once(struct movers *m, struct flow *f, size_t *ret_read, size_t 
 				       f->conn_id);
 	}
 	*ret_read = (size_t)n;
-	*ret_asked = sizeof(copy_buf);
 	if (n == 0) {
 		f->src_eof = true;
 		return 1;
@@ -220,10 +219,10 @@ int splice_flow_move(struct movers *m, struct flow *f)
 				  f->dir == SR_DIR_UP ? "client->backend" : "backend->client");
 		}
 		if (f->copy) {
-			size_t got = 0, asked = 0;
+			size_t got = 0;
 
 			splice_flow_release(m, f);
-			r = copy_once(m, f, &got, &asked);
+			r = copy_once(m, f, &got);
 			if (r != 0 && r != 1)
 				return r;
 			/*
@@ -231,7 +230,7 @@ int splice_flow_move(struct movers *m, struct flow *f)
 			 * (half of all recv() calls in a request-response run). The epoll set is
 			 * level-triggered, so bytes that arrive meanwhile still wake the flow.
 			 */
-			if (r == 0 || (got > 0 && got < asked && f->buf_len == 0)) {
+			if (r == 0 || (got > 0 && got < COPY_CHUNK && f->buf_len == 0)) {
 				f->waits = WAIT_SRC_IN;
 				return SPLICE_BLOCKED;
 			}
