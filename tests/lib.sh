@@ -156,13 +156,22 @@ proxy_is_running() {
 	[ "$(cat /proc/"$PROXY_PID"/comm 2>/dev/null)" = sockredir ]
 }
 
-# Make the socket-activated proxy exec (it does at the first connection) and wait for it.
+# It has set up: its counters and pins exist before it says "Forwarding" (a worker too).
+proxy_forwarding() {
+	grep -q "Forwarding " "$PROXY_LOG" 2>/dev/null
+}
+
+# Make the socket-activated proxy exec (it does at the first connection) and wait until it has
+# set up. Exec'd is not enough: `sockredir stats` right after it found no instance yet under
+# ASan, where setting up is slow.
 proxy_activate() {
-	proxy_is_running && return 0
-	"$SRPEER" client --connect "127.0.0.1:$PORT" --test connect-only --expect-eof-within 0 \
-		--quiet >/dev/null 2>&1 &
-	BG_PIDS+=($!)
-	wait_for "sockredir to start" 5 proxy_is_running
+	if ! proxy_is_running; then
+		"$SRPEER" client --connect "127.0.0.1:$PORT" --test connect-only \
+			--expect-eof-within 0 --quiet >/dev/null 2>&1 &
+		BG_PIDS+=($!)
+		wait_for "sockredir to start" 5 proxy_is_running
+	fi
+	wait_for "sockredir to set up" 10 proxy_forwarding
 }
 
 # stop_proxy: SIGTERM, expect exit status 0 and the pins gone.
