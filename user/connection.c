@@ -213,7 +213,7 @@ static int connection_flow_event(struct connection *c, int r)
 	case FLOW_SETTLED:
 		connection_start_upload(c, true);
 		return 0;
-	case FLOW_SETTLE_EOF:
+	case FLOW_SETTLED_BY_HAND:
 		connection_start_upload(c, false);
 		return 0;
 	case -EMFILE:
@@ -307,9 +307,14 @@ static const char *const fallback_text[_SR_FALLBACK_MAX] = {
 };
 
 /*
- * Start the client->backend flow. With --kernel-upload it waits until the download has settled
- * (a client inserted earlier could have its bytes redirected while we still move the backend's
- * by hand), and it goes to the kernel only if the download did (kernel true).
+ * Start the client->backend flow. When the download must settle first (the backend's bytes
+ * queued before its socket joined sr_verdict), the upload waits until it has, in every mode:
+ * unix_stream_read_skb() hands the verdict the head skb outside the socket's iolock, so while
+ * queued bytes are read by hand, a reply that the backend sends to a forwarded request pushes a
+ * queued skb through the verdict, and recv() can take the reply while that skb is still on its
+ * way to ingress_msg: the client got an echo before the backend's banner (t-banner, t-metrics).
+ * With --kernel-upload the wait also keeps a client's bytes from being redirected while we still
+ * move the backend's by hand. The upload goes to the kernel only if the download did (kernel).
  */
 static void connection_start_upload(struct connection *c, bool kernel)
 {
@@ -398,8 +403,8 @@ void connection_start(struct connection *c)
 		c->down.kernel = true;
 		c->down.copy = false;
 		flow_set_state(&c->down, settle ? FLOW_SETTLING : FLOW_OPEN);
-		/* With --kernel-upload, a settling download starts the upload when it is done. */
-		if (!settle || !m->kernel_upload)
+		/* A settling download starts the upload when it is done (FLOW_SETTLED*). */
+		if (!settle)
 			connection_start_upload(c, true);
 	} else {
 		connection_fallback(c, reason);

@@ -264,6 +264,14 @@ out:
  *
  * A backend that never pauses could keep this going: after SETTLE_ROUNDS_MAX rounds the flow
  * stays held and is copied by hand for good.
+ *
+ * What the hold can't cover: unix_stream_read_skb() takes the head skb off the queue under the
+ * socket's iolock but runs the verdict after dropping it, so an skb the backend sends while step
+ * 2 reads can push a queued skb through the verdict, and recv() can take the one behind it
+ * first. Only skbs queued before the insert are exposed (any later one has its own
+ * sk_data_ready coming, and a sender's send() returns only after it ran), so only the first
+ * round, and only a backend that sends by itself: the upload waits until this flow is done
+ * (connection_start_upload()), so nothing the client sends can make the backend answer now.
  */
 static int flow_settle(struct movers *m, struct flow *f)
 {
@@ -311,13 +319,17 @@ static int flow_settle(struct movers *m, struct flow *f)
 	if (eof || f->src->rdhup) {
 		flow_set_state(f, FLOW_DRAINING);
 		r = flow_drain(m, f);
-		return r < 0 ? r : FLOW_SETTLE_EOF;
+		return r < 0 ? r : FLOW_SETTLED_BY_HAND;
 	}
 
 	if (f->settle_rounds >= SETTLE_ROUNDS_MAX) {
-		/* Copied by hand for good: wake for every byte, as a userspace proxy would. */
+		/*
+		 * Copied by hand for good: wake for every byte, as a userspace proxy would. The
+		 * upload waited for this flow to settle; it starts now (again each time: the
+		 * connection ignores a second start).
+		 */
 		f->waits = WAIT_SRC_IN | WAIT_SRC_RDHUP;
-		return 0;
+		return FLOW_SETTLED_BY_HAND;
 	}
 
 	r = kernel_flow_hold(m, f, false);

@@ -7,8 +7,10 @@
 
 /* What flow_run() tells its connection, besides what the flow now waits for (f->waits). */
 enum {
-	FLOW_SETTLED = 1, /* the flow settled onto the kernel path: its upload may start there */
-	FLOW_SETTLE_EOF,  /* the source ended while settling: the upload starts on splice */
+	/* The flow settled onto the kernel path: its upload may start there. */
+	FLOW_SETTLED = 1,
+	/* It stays on hand copying (its source ended, or never paused): the upload starts outside. */
+	FLOW_SETTLED_BY_HAND,
 };
 
 /*
