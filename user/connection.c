@@ -213,7 +213,7 @@ static int connection_flow_event(struct connection *c, int r)
 	case FLOW_SETTLED:
 		connection_start_upload(c, true);
 		return 0;
-	case FLOW_SETTLED_BY_HAND:
+	case FLOW_NOT_SETTLED:
 		connection_start_upload(c, false);
 		return 0;
 	case -EMFILE:
@@ -403,7 +403,7 @@ void connection_start(struct connection *c)
 		c->down.kernel = true;
 		c->down.copy = false;
 		flow_set_state(&c->down, settle ? FLOW_SETTLING : FLOW_OPEN);
-		/* A settling download starts the upload when it is done (FLOW_SETTLED*). */
+		/* A settling download starts the upload (FLOW_SETTLED, FLOW_NOT_SETTLED). */
 		if (!settle)
 			connection_start_upload(c, true);
 	} else {

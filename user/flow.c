@@ -25,8 +25,6 @@
 #define LINGER_TIMEOUT (5 * USEC_PER_SEC)
 /* A destination backlog that does not shrink for this long belongs to a client that left. */
 #define DRAIN_STALL_TIMEOUT (60 * USEC_PER_SEC)
-/* Settle rounds before a flow stops handing back to the kernel (see flow_settle()). */
-#define SETTLE_ROUNDS_MAX 32
 
 static const char *flow_name(const struct flow *f)
 {
@@ -262,8 +260,12 @@ out:
  *     and check the socket is empty. sr_redirect keeps holding while held bytes remain unread,
  *     so a late one can't be overtaken either. If something is left, go back to 1.
  *
- * A backend that never pauses could keep this going: after SETTLE_ROUNDS_MAX rounds the flow
- * stays held and is copied by hand for good.
+ * A backend that never pauses keeps this going, and the flow keeps trying. It must not give up
+ * and stay held: a held byte lives in our socket's psock, which the backend's shutdown() frees
+ * (unix_shutdown() unhashes our socket), and a flow held for good lost the last bytes of every
+ * such stream (t-banner with SOCKREDIR_DEBUG_SETTLE_ROUNDS=0, when that made it give up). Each
+ * round holds for about two grace periods. What is bounded is how long the connection's upload
+ * waits: settle_rounds_max rounds (FLOW_NOT_SETTLED).
  *
  * What the hold can't cover: unix_stream_read_skb() takes the head skb off the queue under the
  * socket's iolock but runs the verdict after dropping it, so an skb the backend sends while step
@@ -277,7 +279,7 @@ static int flow_settle(struct movers *m, struct flow *f)
 {
 	uint64_t pending;
 	bool eof = false;
-	int r;
+	int r, ev = 0;
 
 	f->waits = 0;
 	if (f->grace_ticket) {
@@ -298,7 +300,17 @@ static int flow_settle(struct movers *m, struct flow *f)
 				f->waits = WAIT_SRC_RDHUP;
 				return FLOW_SETTLED;
 			}
-			f->settle_rounds++;
+			/*
+			 * A backend that hardly pauses: the upload has waited long enough (its
+			 * bytes could only make the backend send more), and starts outside the
+			 * kernel; the connection ignores a second start.
+			 */
+			if (++f->settle_rounds >= m->settle_rounds_max) {
+				log_debug("Connection %" PRIu64 ": %s not settled after %u "
+					  "round(s): the upload starts outside the kernel.",
+					  f->conn_id, flow_name(f), f->settle_rounds);
+				ev = FLOW_NOT_SETTLED;
+			}
 		}
 	}
 	if (!f->holding) {
@@ -308,7 +320,7 @@ static int flow_settle(struct movers *m, struct flow *f)
 			return r;
 		f->grace_ticket = grace_request(m->grace);
 		f->waits = WAIT_GRACE;
-		return 0;
+		return ev;
 	}
 
 	r = flow_move_held(m, f, &eof);
@@ -319,17 +331,7 @@ static int flow_settle(struct movers *m, struct flow *f)
 	if (eof || f->src->rdhup) {
 		flow_set_state(f, FLOW_DRAINING);
 		r = flow_drain(m, f);
-		return r < 0 ? r : FLOW_SETTLED_BY_HAND;
-	}
-
-	if (f->settle_rounds >= SETTLE_ROUNDS_MAX) {
-		/*
-		 * Copied by hand for good: wake for every byte, as a userspace proxy would. The
-		 * upload waited for this flow to settle; it starts now (again each time: the
-		 * connection ignores a second start).
-		 */
-		f->waits = WAIT_SRC_IN | WAIT_SRC_RDHUP;
-		return FLOW_SETTLED_BY_HAND;
+		return r < 0 ? r : FLOW_NOT_SETTLED;
 	}
 
 	r = kernel_flow_hold(m, f, false);

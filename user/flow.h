@@ -9,8 +9,9 @@
 enum {
 	/* The flow settled onto the kernel path: its upload may start there. */
 	FLOW_SETTLED = 1,
-	/* It stays on hand copying (its source ended, or never paused): the upload starts outside. */
-	FLOW_SETTLED_BY_HAND,
+	/* Its source ended while settling, or has not paused in many rounds: the upload starts
+	 * outside the kernel (the flow goes on settling). */
+	FLOW_NOT_SETTLED,
 };
 
 /*

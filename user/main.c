@@ -271,6 +271,7 @@ static int run(int argc, char *argv[])
 		log_set_max_level(LOG_DEBUG);
 	rlimit_nofile_raise();
 	m->upload_sndbuf = p.opts->upload_sndbuf;
+	m->settle_rounds_max = SETTLE_ROUNDS_MAX;
 
 	e = getenv("SOCKREDIR_DEBUG_INSERT_DELAY_USEC");
 	if (e && parse_size(e, 0, USEC_PER_SEC, &m->debug_insert_delay) < 0)
@@ -278,6 +279,9 @@ static int run(int argc, char *argv[])
 	e = getenv("SOCKREDIR_DEBUG_ATTACH_DELAY_USEC");
 	if (e && parse_size(e, 0, USEC_PER_SEC, &m->debug_attach_delay) < 0)
 		log_warning("Ignoring invalid SOCKREDIR_DEBUG_ATTACH_DELAY_USEC=%s.", e);
+	e = getenv("SOCKREDIR_DEBUG_SETTLE_ROUNDS");
+	if (e && parse_size(e, 0, SETTLE_ROUNDS_MAX, &m->settle_rounds_max) < 0)
+		log_warning("Ignoring invalid SOCKREDIR_DEBUG_SETTLE_ROUNDS=%s.", e);
 
 	/* A write to a socket whose peer is gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);

@@ -37,10 +37,16 @@ struct movers {
 	 * Test hooks, so that a backend that speaks first is certain to have bytes queued: a pause
 	 * before a connection's kernel path is attached (SOCKREDIR_DEBUG_ATTACH_DELAY_USEC: the
 	 * backend_spoke_first fallback), and one between that check and the insert
-	 * (SOCKREDIR_DEBUG_INSERT_DELAY_USEC: the settling path).
+	 * (SOCKREDIR_DEBUG_INSERT_DELAY_USEC: the settling path). SOCKREDIR_DEBUG_SETTLE_ROUNDS
+	 * lowers SETTLE_ROUNDS_MAX, so that the upload stops waiting for a settling download as it
+	 * does for a backend that never pauses.
 	 */
 	uint64_t debug_attach_delay, debug_insert_delay;
+	uint64_t settle_rounds_max;
 };
+
+/* Settle rounds the upload waits for before it starts outside the kernel (flow_settle()). */
+#define SETTLE_ROUNDS_MAX 32
 
 /* Largest buffer of by-hand bytes per flow (flow.buf); past it, writing comes before reading. */
 #define HELD_BUF_MAX (1024 * 1024)
