@@ -134,6 +134,7 @@ struct sr_proxy_stats {
 	__u64 copied_bytes[_SR_DIR_MAX];    /* bytes moved by recv()/send(), per direction */
 	__u64 promoted_splice[_SR_DIR_MAX]; /* flows moved from recv()/send() to splice() */
 	__u64 carried[_SR_MOVER_MAX];	    /* closed connections, by the fastest mover they used */
+	__u64 promoted_kernel; /* spliced downloads moved to the kernel at a request boundary */
 };
 
 /*

@@ -6,11 +6,13 @@
 #  1. auto, one connection: the kernel path;
 #  2. auto, more connections than CPUs held open: small messages stay on recv()/send(), with no
 #     map entry and nothing spliced;
-#  3. auto under the same load: 4 MiB request-response rounds move both flows to splice;
+#  3. auto under the same load: 4 MiB request-response rounds move both flows to splice, and
+#     the download to the kernel path at the next request (promote_download());
 #  4. --mode splice: recv()/send(), then splice, at any load;
 #  5. --mode bpf: the download in the kernel at any load, the upload adapts;
-#  6. auto under load, every byte checked: 40 connections at once in 1 MiB rounds, and the
-#     duplex, half-close and reply-then-close shapes.
+#  6. auto under load, every byte checked: 40 connections at once in 1 MiB rounds (downloads
+#     moving to the kernel path between rounds), and the duplex, half-close and reply-then-close
+#     shapes (no request boundary: none moves).
 . "$(dirname "$0")/lib.sh"
 setup "$@"
 
@@ -73,16 +75,20 @@ expect 'copied down' $((4 * 300 * 64))
 expect 'copied up' $((4 * 300 * 64 + CPUS * 64)) "copied up (and the held connections' requests)"
 movers 4 0 "$CPUS"
 
-log "3. auto, under load: bulk moves to splice"
+log "3. auto, under load: bulk moves to splice, then the download to the kernel"
 start_proxy
 load
 client --test rr --size 4M --rounds 8 --conns 2 --parallel 2 || fail "4 MiB rr (auto, loaded)"
 unload
 stop_proxy
-grep -Eq 'promoted to splice 2 down, 2 up' "$PROXY_LOG" ||
-	fail "want both flows of both connections promoted to splice: $(grep Movers "$PROXY_LOG")"
-[ "$(summary 'spliced down')" -ge $((2 * 7 << 20)) ] || fail "too little spliced down"
-movers 0 2 "$CPUS"
+grep -Eq 'promoted to splice 2 down, 2 up, downloads to the kernel 2;' "$PROXY_LOG" ||
+	fail "want both flows of both connections promoted to splice, then both downloads to" \
+		"the kernel: $(grep Movers "$PROXY_LOG")"
+# Round 1's reply is spliced; from round 2 on the download is in the kernel.
+[ "$(summary 'spliced down')" -ge $((2 * 3 << 20)) ] || fail "too little spliced down"
+[ "$(summary 'kernel down')" -ge $((2 * 7 << 20)) ] || fail "too little in the kernel down"
+expect 'on the kernel path' $((CPUS + 2))
+movers 0 0 $((CPUS + 2))
 
 log "4. --mode splice: recv()/send(), then splice; never the kernel"
 start_proxy --mode splice
@@ -110,6 +116,9 @@ client --test rr --size 100K --rounds 50 --conns 20 --parallel 20 --seed 7 ||
 	fail "20 x 100 KiB rr (auto)"
 unload
 stop_proxy
+moved=$(summary 'downloads to the kernel')
+log "$moved downloads moved to the kernel path between rounds"
+[ "$moved" -ge 1 ] || fail "expected downloads to move to the kernel path between rounds"
 stop_backend
 [ "$(backend_errors)" = 0 ] || fail "the echo backend counted errors"
 
@@ -123,6 +132,7 @@ client --test sendclose --size 4M --conns 12 --parallel 6 || fail "send then clo
 unload
 stop_proxy
 [ "$(summary 'on the kernel path')" = "$CPUS" ] || fail "only the held connections take the kernel path"
+expect 'downloads to the kernel' 0 "downloads moved to the kernel with no request boundary"
 stop_backend
 [ "$(backend_errors)" = 0 ] || fail "the proto backend counted errors"
 echo "ok"

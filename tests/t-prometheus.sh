@@ -101,9 +101,10 @@ for m in sockredir_connections_kept sockredir_connections_restored_total \
 	query_is "$m" 0 || prom_fail "$m: '$(query "$m")', want 0"
 done
 # The movers' series are there (their values are the data path's): on the kernel path, carried
-# for copy, splice and kernel; promotions to splice both ways; copy bytes.
+# for copy, splice and kernel; promotions to splice both ways and of downloads to the kernel;
+# copy bytes.
 for q in 'count(sockredir_connections_carried_total{job="sockredir"}) 3' \
-	'count(sockredir_promotions_total{job="sockredir"}) 2' \
+	'count(sockredir_promotions_total{job="sockredir"}) 3' \
 	'count(sockredir_bytes_total{job="sockredir",mover="copy"}) 2'; do
 	query_is "${q% *}" "${q##* }" || prom_fail "${q% *}: '$(query "${q% *}")', want ${q##* }"
 done

@@ -39,7 +39,7 @@ grep -Eq '^  fd store +0 connections kept, 0 restored, 0 closed on restore; 0 fd
 # The movers: their values depend on how the data path promotes flows, so only their shape.
 grep -Eq '^  carried +copy [0-9]+, splice [0-9]+, kernel [0-9]+ \(closed, by fastest mover\)$' \
 	"$T/text.out" || fail "want the carried line: connections by fastest mover"
-grep -Eq '^  promoted +[0-9]+ down, [0-9]+ up to splice$' \
+grep -Eq '^  promoted +[0-9]+ down, [0-9]+ up to splice; [0-9]+ down to the kernel$' \
 	"$T/text.out" || fail "want the promoted line"
 grep -Eq '^  down \(b->c\) +[0-9]+ bytes in the kernel, [0-9]+ spliced, [0-9]+ copied, [0-9]+ by hand$' \
 	"$T/text.out" || fail "want the bytes copied down"
@@ -67,6 +67,7 @@ isnum = lambda v: type(v) is int and v >= 0
 assert all(isnum(inst["bytes"][d]["copied"]) for d in ("down", "up")), inst
 assert set(inst["promoted_splice"]) == {"down", "up"}, inst
 assert all(isnum(v) for v in inst["promoted_splice"].values()), inst
+assert set(inst["promoted_kernel"]) == {"down"} and isnum(inst["promoted_kernel"]["down"]), inst
 assert set(inst["carried"]) == {"copy", "splice", "kernel"}, inst
 assert all(isnum(v) for v in inst["carried"].values()), inst
 print("json ok:", inst["accepted"], "accepted,", inst["bytes"]["down"]["kernel"], "bytes down in the kernel")
@@ -100,14 +101,15 @@ for series in "sockredir_bytes_total{name=\"$first\",direction=\"down\",mover=\"
 	"sockredir_bytes_total{name=\"$first\",direction=\"up\",mover=\"copy\"}" \
 	"sockredir_promotions_total{name=\"$first\",direction=\"down\",mover=\"splice\"}" \
 	"sockredir_promotions_total{name=\"$first\",direction=\"up\",mover=\"splice\"}" \
+	"sockredir_promotions_total{name=\"$first\",direction=\"down\",mover=\"kernel\"}" \
 	"sockredir_connections_carried_total{name=\"$first\",mover=\"copy\"}" \
 	"sockredir_connections_carried_total{name=\"$first\",mover=\"splice\"}" \
 	"sockredir_connections_carried_total{name=\"$first\",mover=\"kernel\"}"; do
 	v=$(grep -F "$series " "$T/om.out" | cut -d' ' -f2)
 	[[ $v =~ ^[0-9]+$ ]] || fail "OpenMetrics: $series is '$v', want a number"
 done
-! grep -q '^sockredir_promotions_total{.*mover="kernel"' "$T/om.out" ||
-	fail "OpenMetrics: a promotion to the kernel, which never happens"
+! grep -q '^sockredir_promotions_total{.*direction="up",mover="kernel"' "$T/om.out" ||
+	fail "OpenMetrics: an upload promoted to the kernel, which never happens"
 om_parse <"$T/om.out" || fail "prometheus_client rejects the OpenMetrics output"
 # Two instances, one on the kernel path and one splice only: one exposition, each family once,
 # a name label on every sample, and the kernel path's families only for the first.
@@ -128,6 +130,8 @@ carried="sockredir_connections_carried_total{name=\"$second\""
 grep -q "^$carried,mover=\"copy\"} [0-9]" "$T/om2.out" &&
 	! grep -q "^$carried,mover=\"kernel\"}" "$T/om2.out" ||
 	fail "two instances: the splice-only one has carried series, but none for the kernel"
+! grep -q "^sockredir_promotions_total{name=\"$second\",.*mover=\"kernel\"}" "$T/om2.out" ||
+	fail "two instances: the splice-only one has a promotion series for the kernel"
 grep -q "^sockredir_kernel_drain_checks_total{name=\"$first\"} " "$T/om2.out" &&
 	! grep -q "^sockredir_kernel_drain_checks_total{name=\"$second\"}" "$T/om2.out" ||
 	fail "two instances: the kernel path's families must be the first one's only"

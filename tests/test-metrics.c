@@ -59,6 +59,7 @@ static struct sr_proxy_stats proxy_kernel = {
 	.copied_bytes = { [SR_DIR_DOWN] = 21, [SR_DIR_UP] = 22 },
 	.promoted_splice = { [SR_DIR_DOWN] = 23, [SR_DIR_UP] = 24 },
 	.carried = { [SR_MOVER_COPY] = 26, [SR_MOVER_SPLICE] = 27, [SR_MOVER_KERNEL] = 28 },
+	.promoted_kernel = 29,
 };
 
 static struct sr_kstats kstats = {
@@ -347,7 +348,8 @@ static void test_text(void)
 	CHECK_LINE(t, "# TYPE sockredir_promotions_total counter");
 	CHECK_LINE(t, "sockredir_promotions_total{direction=\"down\",mover=\"splice\"} 23");
 	CHECK_LINE(t, "sockredir_promotions_total{direction=\"up\",mover=\"splice\"} 24");
-	CHECK_NO(t, "sockredir_promotions_total{direction=\"down\",mover=\"kernel\"}");
+	CHECK_LINE(t, "sockredir_promotions_total{direction=\"down\",mover=\"kernel\"} 29");
+	CHECK_NO(t, "sockredir_promotions_total{direction=\"up\",mover=\"kernel\"}");
 	CHECK_LINE(t, "# TYPE sockredir_connections_carried_total counter");
 	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"copy\"} 26");
 	CHECK_LINE(t, "sockredir_connections_carried_total{mover=\"splice\"} 27");

@@ -259,6 +259,10 @@ static void connection_run_flows(struct connection *c, bool up, bool down)
 		r = connection_flow_event(c, flow_run(m, &c->down));
 	if (r >= 0 && up)
 		r = connection_flow_event(c, flow_run(m, &c->up));
+	if (c->down.bytes != c->down_bytes_seen) {
+		c->down_bytes_seen = c->down.bytes;
+		c->up_bytes_at_down = c->up.bytes;
+	}
 	if (r < 0) {
 		log_debug_errno(r, "Connection %" PRIu64 ": ending: %m", c->id);
 		connection_abort(c);
@@ -430,6 +434,55 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/*
+ * Move a download that went bulk in userspace to the kernel path, at a request boundary: the
+ * client has sent more, the upload has not forwarded it yet, the download has nothing in flight
+ * (its pipe is empty, it waits for the backend), and it last moved after the upload did: a
+ * response to a request, not a duplex stream that only paused. A backend that answers requests has
+ * nothing to send then, so its socket joins sr_verdict empty and nothing needs settling by hand;
+ * one that has sent already stays in userspace (kernel_path_attach(): backend_spoke_first). If
+ * a byte still comes in the microseconds before the insert, the upload waits until the download
+ * has settled, as at connection start. This is for connections that auto started in userspace
+ * because more were open than CPUs (connection_start()): nginx serving 1 MiB files to 10
+ * keep-alive clients, one worker, moved 5% more than --mode bpf and 2-10% more than auto without
+ * it (bench/EXPERIMENTS.md, "Real HTTP clients"). Tried once per connection; measured only with
+ * Unix backends, so only for those.
+ */
+static void promote_download(struct connection *c)
+{
+	struct movers *m = &c->set->movers;
+	struct flow *d = &c->down, *u = &c->up;
+	bool settle = false;
+	int reason;
+
+	if (c->promote_tried || !m->bpf || !m->adaptive || m->kernel_upload ||
+	    c->fallback != SR_FALLBACK_NONE || !c->backend.is_unix || c->client.is_unix)
+		return;
+	if (d->kernel || d->copy || d->pipe_kept || d->state != FLOW_OPEN ||
+	    d->waits != WAIT_SRC_IN || flow_holds_bytes(d) || u->state != FLOW_OPEN ||
+	    flow_holds_bytes(u) || c->backend.rdhup || c->client.rdhup ||
+	    u->bytes != c->up_bytes_at_down)
+		return;
+	c->promote_tried = true;
+
+	splice_flow_release(m, d);
+	reason = kernel_path_attach(m, &c->client, &c->backend, &settle);
+	if (reason != 0) {
+		log_debug("Connection %" PRIu64 ": bulk download stays in userspace: %s.", c->id,
+			  fallback_text[reason]);
+		return;
+	}
+	stat_inc(m->stats->kernel);
+	stat_inc(m->stats->promoted_kernel);
+	d->kernel = true;
+	d->bytes = 0; /* on the kernel path: bytes moved by hand */
+	log_debug("Connection %" PRIu64 ": bulk download moved to the kernel path%s.", c->id,
+		  settle ? ", settling" : "");
+	flow_set_state(d, settle ? FLOW_SETTLING : FLOW_OPEN);
+	if (settle)
+		flow_set_state(u, FLOW_IDLE); /* it holds no bytes: it starts again as new */
+}
+
 /* An event on a connection socket, from the epoll set. */
 static void connection_io(struct end *e, uint32_t revents)
 {
@@ -460,6 +513,8 @@ static void connection_io(struct end *e, uint32_t revents)
 		e->hup = true;
 	if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		e->rdhup = true;
+	if (e == &c->client && (revents & EPOLLIN))
+		promote_download(c);
 	connection_run_flows(c, flow_concerned(&c->up, e), flow_concerned(&c->down, e));
 }
 

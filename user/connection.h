@@ -99,7 +99,10 @@ struct connection {
 	uint64_t last_active;
 
 	enum sr_fallback_reason fallback;
-	bool dead; /* freed during an event batch: the memory goes after the batch */
+	bool dead;	    /* freed during an event batch: the memory goes after the batch */
+	bool promote_tried; /* its spliced download was offered the kernel path (promote_download()) */
+	/* The download's byte count when it last moved, and the upload's then: a request boundary */
+	uint64_t down_bytes_seen, up_bytes_at_down;
 	struct connection *prev, *next;
 };
 

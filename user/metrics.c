@@ -309,12 +309,18 @@ static void write_bytes(struct writer *w, const struct metrics_input *in)
 	}
 }
 
-/* The mover a flow was promoted to, per direction: splice, the only promotion there is. */
+/*
+ * The mover a flow was promoted to, per direction: splice, and for a download, the kernel path
+ * (the kernel's series only where there is one, as for the bytes).
+ */
 static void write_promotions(struct writer *w, const struct metrics_input *in)
 {
 	for (int d = 0; d < _SR_DIR_MAX; d++)
 		sample(w, NULL, LABELS(L("direction", dirs[d]), L("mover", "splice")),
 		       LOAD(in->proxy->promoted_splice[d]));
+	if (in->kernel)
+		sample(w, NULL, LABELS(L("direction", "down"), L("mover", "kernel")),
+		       LOAD(in->proxy->promoted_kernel));
 }
 
 /* As the bytes: the kernel's series only where there is a kernel path. */
@@ -493,8 +499,8 @@ static const struct family families[] = {
 	  "queued before it took over or held while it settled).",
 	  write_bytes },
 	{ "sockredir_promotions", FAMILY_COUNTER, NULL, NEEDS_PROXY,
-	  "Flows moved mid-connection from recv and send to splice, by direction and the mover "
-	  "they moved to (splice).",
+	  "Flows moved mid-connection, by direction and the mover they moved to: splice (from "
+	  "recv and send), kernel (a spliced download, at a request boundary).",
 	  write_promotions },
 	{ "sockredir_fallbacks", FAMILY_COUNTER, NULL, NEEDS_PROXY,
 	  "Connections carried by splice instead of the kernel path, by reason.", write_fallbacks },

@@ -219,8 +219,10 @@ static void print_text(const struct instance_stats *st)
 	for (int i = 0; i < _SR_MOVER_MAX; i++)
 		printf(" %s %" PRIu64 "%s", stats_mover_name(i), U(p->carried[i]),
 		       i + 1 < _SR_MOVER_MAX ? "," : " (closed, by fastest mover)\n");
-	printf("  promoted      %" PRIu64 " down, %" PRIu64 " up to splice\n",
-	       U(p->promoted_splice[SR_DIR_DOWN]), U(p->promoted_splice[SR_DIR_UP]));
+	printf("  promoted      %" PRIu64 " down, %" PRIu64 " up to splice; %" PRIu64
+	       " down to the kernel\n",
+	       U(p->promoted_splice[SR_DIR_DOWN]), U(p->promoted_splice[SR_DIR_UP]),
+	       U(p->promoted_kernel));
 	printf("  down (b->c)   %" PRIu64 " bytes in the kernel, %" PRIu64 " spliced, %" PRIu64
 	       " copied, %" PRIu64 " by hand\n",
 	       U(k->bytes[SR_DIR_DOWN]), U(p->spliced_bytes[SR_DIR_DOWN]),
@@ -271,8 +273,10 @@ static void print_json(const struct instance_stats *st, bool first)
 	       U(p->spliced_bytes[SR_DIR_UP]), U(p->copied_bytes[SR_DIR_UP]),
 	       U(p->flushed_bytes_up));
 	/* Flat objects: tests/soak.sh takes the first "down":{...} and "up":{...} for the bytes. */
-	printf(",\"promoted_splice\":{\"down\":%" PRIu64 ",\"up\":%" PRIu64 "},\"carried\":{",
-	       U(p->promoted_splice[SR_DIR_DOWN]), U(p->promoted_splice[SR_DIR_UP]));
+	printf(",\"promoted_splice\":{\"down\":%" PRIu64 ",\"up\":%" PRIu64
+	       "},\"promoted_kernel\":{\"down\":%" PRIu64 "},\"carried\":{",
+	       U(p->promoted_splice[SR_DIR_DOWN]), U(p->promoted_splice[SR_DIR_UP]),
+	       U(p->promoted_kernel));
 	for (int i = 0; i < _SR_MOVER_MAX; i++)
 		printf("%s\"%s\":%" PRIu64, i > 0 ? "," : "", stats_mover_name(i),
 		       U(p->carried[i]));

@@ -105,12 +105,12 @@ void stats_log_summary(const struct sr_proxy_stats *s, const struct sr_kstats *k
 	 */
 	log_info("Movers: copied down %" PRIu64 ", copied up %" PRIu64
 		 "; promoted to splice %" PRIu64 " down, %" PRIu64
-		 " up; closed by fastest mover: copy %" PRIu64 ", splice %" PRIu64
-		 ", kernel %" PRIu64 ".",
+		 " up, downloads to the kernel %" PRIu64 "; closed by fastest mover: copy %" PRIu64
+		 ", splice %" PRIu64 ", kernel %" PRIu64 ".",
 		 U(s->copied_bytes[SR_DIR_DOWN]), U(s->copied_bytes[SR_DIR_UP]),
 		 U(s->promoted_splice[SR_DIR_DOWN]), U(s->promoted_splice[SR_DIR_UP]),
-		 U(s->carried[SR_MOVER_COPY]), U(s->carried[SR_MOVER_SPLICE]),
-		 U(s->carried[SR_MOVER_KERNEL]));
+		 U(s->promoted_kernel), U(s->carried[SR_MOVER_COPY]),
+		 U(s->carried[SR_MOVER_SPLICE]), U(s->carried[SR_MOVER_KERNEL]));
 	/* Only where the fd store was used, as in STATUS=. */
 	if (s->kept || s->restored || s->restore_closed)
 		log_info("Restarts: %" PRIu64 " connections kept in the fd store, %" PRIu64
