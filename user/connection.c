@@ -259,10 +259,13 @@ static void connection_run_flows(struct connection *c, bool up, bool down)
 		r = connection_flow_event(c, flow_run(m, &c->down));
 	if (r >= 0 && up)
 		r = connection_flow_event(c, flow_run(m, &c->up));
-	if (c->down.bytes != c->down_bytes_seen) {
-		c->down_bytes_seen = c->down.bytes;
-		c->up_bytes_at_down = c->up.bytes;
-	}
+	if (c->up.bytes != c->up_bytes_seen)
+		c->down_run =
+			0; /* both in one event: no telling which came first, so no response */
+	else if (c->down.bytes > c->down_bytes_seen)
+		c->down_run += c->down.bytes - c->down_bytes_seen;
+	c->up_bytes_seen = c->up.bytes;
+	c->down_bytes_seen = c->down.bytes;
 	if (r < 0) {
 		log_debug_errno(r, "Connection %" PRIu64 ": ending: %m", c->id);
 		connection_abort(c);
@@ -390,9 +393,10 @@ void connection_start(struct connection *c)
 		 * 68.9 us, a single download 3.7 against 1.6 GB/s. Past the CPUs the proxy's own
 		 * batching wins: HTTP through nginx, 50 keep-alive connections 36.1k against 33.5k
 		 * requests/s, 10 bulk ones 2.30 against 1.94 GiB/s, 20 new connections a request
-		 * 12.4k against 11.2k/s. At 1 to 4 connections the two were level. A connection
-		 * can't move to the kernel later: a Unix socket that joins sr_verdict mid-stream
-		 * must be settled by hand, which a backend that keeps sending defeats (both in
+		 * 12.4k against 11.2k/s. At 1 to 4 connections the two were level. A download
+		 * that goes bulk moves to the kernel later, at a request boundary only
+		 * (promote_download()): a Unix socket that joins sr_verdict mid-stream must be
+		 * settled by hand, which a backend that keeps sending defeats (both in
 		 * bench/EXPERIMENTS.md, "Real HTTP clients").
 		 */
 		flow_set_state(&c->up, FLOW_OPEN);
@@ -437,17 +441,21 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 /*
  * Move a download that went bulk in userspace to the kernel path, at a request boundary: the
  * client has sent more, the upload has not forwarded it yet, the download has nothing in flight
- * (its pipe is empty, it waits for the backend), and it last moved after the upload did: a
- * response to a request, not a duplex stream that only paused. A backend that answers requests has
- * nothing to send then, so its socket joins sr_verdict empty and nothing needs settling by hand;
- * one that has sent already stays in userspace (kernel_path_attach(): backend_spoke_first). If
- * a byte still comes in the microseconds before the insert, the upload waits until the download
- * has settled, as at connection start. This is for connections that auto started in userspace
- * because more were open than CPUs (connection_start()): nginx serving 1 MiB files to 10
- * keep-alive clients, one worker, moved 5% more than --mode bpf and 2-10% more than auto without
- * it (bench/EXPERIMENTS.md, "Real HTTP clients"). Tried once per connection; measured only with
- * Unix backends, so only for those.
+ * (its pipe is empty, it waits for the backend), and it has moved at least PROMOTE_RESPONSE_MIN
+ * since the upload last moved: a bulk response. A stream both ways at once, or an echo that
+ * alternates with its request's chunks, moves less between the upload's moves and stays: its
+ * backend may send at any time, and settling is proven only for one that answers. A backend
+ * that answers has nothing to send at that moment, so its socket joins sr_verdict empty; one
+ * that has sent stays in userspace (kernel_path_attach(): backend_spoke_first), and a byte that
+ * still comes in the microseconds before the insert is settled while the upload waits, as at
+ * connection start. This is for connections that auto started in userspace because more were
+ * open than CPUs (connection_start()): nginx serving 1 MiB files to 10 keep-alive clients with
+ * one worker moved 1.03x what --mode bpf --workers 1 did and 1.09x auto without it
+ * (bench/EXPERIMENTS.md, "Real HTTP clients"). Once per connection; measured only with Unix
+ * backends, so only for those.
  */
+#define PROMOTE_RESPONSE_MIN (256 * 1024)
+
 static void promote_download(struct connection *c)
 {
 	struct movers *m = &c->set->movers;
@@ -461,7 +469,7 @@ static void promote_download(struct connection *c)
 	if (d->kernel || d->copy || d->pipe_kept || d->state != FLOW_OPEN ||
 	    d->waits != WAIT_SRC_IN || flow_holds_bytes(d) || u->state != FLOW_OPEN ||
 	    flow_holds_bytes(u) || c->backend.rdhup || c->client.rdhup ||
-	    u->bytes != c->up_bytes_at_down)
+	    c->down_run < PROMOTE_RESPONSE_MIN)
 		return;
 	c->promote_tried = true;
 

@@ -101,8 +101,11 @@ struct connection {
 	enum sr_fallback_reason fallback;
 	bool dead;	    /* freed during an event batch: the memory goes after the batch */
 	bool promote_tried; /* its spliced download was offered the kernel path (promote_download()) */
-	/* The download's byte count when it last moved, and the upload's then: a request boundary */
-	uint64_t down_bytes_seen, up_bytes_at_down;
+	/*
+	 * The flows' byte counts at the last event, and how much the download has moved since the
+	 * upload last did: a response (promote_download()).
+	 */
+	uint64_t up_bytes_seen, down_bytes_seen, down_run;
 	struct connection *prev, *next;
 };
 
