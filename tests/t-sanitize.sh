@@ -13,8 +13,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ldd "$SOCKREDIR" | grep -q libasan || { echo "FAIL: $SOCKREDIR is not an ASan build"; exit 1; }
 rc=0
-# t-metrics: the /metrics server takes hostile requests.
-for t in t-roundtrip t-halfclose t-banner t-faults t-route-host t-reload t-stats t-workers t-metrics; do
+# t-metrics: the /metrics server takes hostile requests. t-adaptive: every mover, and downloads
+# moving to the kernel path mid-connection (promote_download()).
+for t in t-roundtrip t-halfclose t-banner t-faults t-route-host t-reload t-stats t-workers t-metrics \
+	t-adaptive; do
 	start=$SECONDS
 	if bash "tests/$t.sh" >"$TOP/.output/asan/$t.log" 2>&1; then
 		echo "# $t under ASan+UBSan: ok ($((SECONDS - start))s)"
