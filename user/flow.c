@@ -263,9 +263,9 @@ out:
  * A backend that never pauses keeps this going, and the flow keeps trying. It must not give up
  * and stay held: a held byte lives in our socket's psock, which the backend's shutdown() frees
  * (unix_shutdown() unhashes our socket), and a flow held for good lost the last bytes of every
- * such stream (t-banner with SOCKREDIR_DEBUG_SETTLE_ROUNDS=0, when that made it give up). Each
- * round holds for about two grace periods. What is bounded is how long the connection's upload
- * waits: settle_rounds_max rounds (FLOW_NOT_SETTLED).
+ * such stream (bench/experiments/settle-stream.sh with SOCKREDIR_DEBUG_SETTLE_ROUNDS=0, when
+ * that made it give up). Each round holds for about two grace periods. What is bounded is how
+ * long the connection's upload waits: settle_rounds_max rounds (FLOW_NOT_SETTLED).
  *
  * What the hold can't cover: unix_stream_read_skb() takes the head skb off the queue under the
  * socket's iolock but runs the verdict after dropping it, so an skb the backend sends while step
@@ -305,12 +305,12 @@ static int flow_settle(struct movers *m, struct flow *f)
 			 * bytes could only make the backend send more), and starts outside the
 			 * kernel; the connection ignores a second start.
 			 */
-			if (++f->settle_rounds >= m->settle_rounds_max) {
+			if (++f->settle_rounds >= m->settle_rounds_max)
+				ev = FLOW_NOT_SETTLED;
+			if (f->settle_rounds == MAX(m->settle_rounds_max, 1))
 				log_debug("Connection %" PRIu64 ": %s not settled after %u "
 					  "round(s): the upload starts outside the kernel.",
 					  f->conn_id, flow_name(f), f->settle_rounds);
-				ev = FLOW_NOT_SETTLED;
-			}
 		}
 	}
 	if (!f->holding) {
