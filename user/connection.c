@@ -259,9 +259,9 @@ static void connection_run_flows(struct connection *c, bool up, bool down)
 		r = connection_flow_event(c, flow_run(m, &c->down));
 	if (r >= 0 && up)
 		r = connection_flow_event(c, flow_run(m, &c->up));
+	/* Both moving in one event: no telling which came first, so no response. */
 	if (c->up.bytes != c->up_bytes_seen)
-		c->down_run =
-			0; /* both in one event: no telling which came first, so no response */
+		c->down_run = 0;
 	else if (c->down.bytes > c->down_bytes_seen)
 		c->down_run += c->down.bytes - c->down_bytes_seen;
 	c->up_bytes_seen = c->up.bytes;

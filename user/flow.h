@@ -9,8 +9,10 @@
 enum {
 	/* The flow settled onto the kernel path: its upload may start there. */
 	FLOW_SETTLED = 1,
-	/* Its source ended while settling, or has not paused in many rounds: the upload starts
-	 * outside the kernel (the flow goes on settling). */
+	/*
+	 * Its source ended while settling, or has not paused in many rounds: the upload starts
+	 * outside the kernel (the flow goes on settling).
+	 */
 	FLOW_NOT_SETTLED,
 };
 
