@@ -490,22 +490,25 @@ class Report:
         self.line("Requests/s (bulk: bytes/s) through each proxy, as a ratio to the same HTTP"
                   " server on TCP with no proxy in the same round: higher is better.")
         self.line()
-        keys = self.http_keys()
-        rows = []
-        for v in res.variants:
-            if not any(res.cell(k, v) for k in keys):
-                continue
-            r = [HTTP_TITLES[v]]
-            for k in keys:
-                if v == HTTP_BASE:
-                    m = "gib_s" if k[0].startswith("http-bulk") else "rps"
-                    unit = " GiB/s" if m == "gib_s" else " req/s"
-                    r.append(status_cell(res, k, v, 0, spread(res.stat(k, v, m), unit)))
-                else:
-                    r.append(status_cell(res, k, v, 0,
-                                         ratio_cell(res.ratio(k, v, "rps", HTTP_BASE))))
-            rows.append(r)
-        self.table(["variant"] + [self.http_what(k, True) for k in keys], rows)
+        all_keys = self.http_keys()
+        # A table per server: with every shape at four counts, one table would be too wide to read.
+        for server in dict.fromkeys(k[0].split("/", 1)[1] for k in all_keys):
+            keys = [k for k in all_keys if k[0].endswith("/" + server)]
+            rows = []
+            for v in res.variants:
+                if not any(res.cell(k, v) for k in keys):
+                    continue
+                r = [HTTP_TITLES[v]]
+                for k in keys:
+                    if v == HTTP_BASE:
+                        m = "gib_s" if k[0].startswith("http-bulk") else "rps"
+                        unit = " GiB/s" if m == "gib_s" else " req/s"
+                        r.append(status_cell(res, k, v, 0, spread(res.stat(k, v, m), unit)))
+                    else:
+                        r.append(status_cell(res, k, v, 0,
+                                             ratio_cell(res.ratio(k, v, "rps", HTTP_BASE))))
+                rows.append(r)
+            self.table(["variant"] + [self.http_what(k, True) for k in keys], rows)
 
     def http_targets(self):
         """Each sockredir variant against the best peer with as many processes, per shape."""
@@ -577,13 +580,15 @@ class Report:
         s = res.meta["settings"]
         self.line("## HTTP through each proxy (wrk)")
         self.line()
-        self.line("wrk (%s s per run, `--latency`) against nginx and caddy serving files on a"
+        self.line("wrk (%s s per run at the connection count a shape is judged at, %s s at the"
+                  " others; `--latency`) against nginx and caddy serving files on a"
                   " Unix socket, through each proxy; the baseline is the same server on TCP,"
                   " no proxy. CPU and context switches are the whole machine's (`perf stat -a`"
                   " around wrk, so wrk, the proxy and the server all count), per request. Before"
                   " each proxy was measured, curl fetched both files through it and they were"
                   " compared byte for byte; every run here had no socket error and no 4xx or 5xx"
-                  " response, or it is marked failed." % s.get("http_seconds", "?"))
+                  " response, or it is marked failed." % (s.get("http_seconds", "?"),
+                                                     s.get("http_scan_seconds", "?")))
         self.line()
         for key in self.http_keys():
             bulk = key[0].startswith("http-bulk")
@@ -1108,6 +1113,7 @@ def write_meta(path, elapsed, quick):
             "http_variants": env.get("HTTP_VARIANTS", env["VARIANTS"]).split(),
             "phases": env.get("PHASES", "main scale").split(),
             "http_seconds": int(env.get("HTTP_SECONDS", "0")),
+            "http_scan_seconds": int(env.get("HTTP_SCAN_SECONDS", env.get("HTTP_SECONDS", "0"))),
             "http_conns": env.get("HTTP_CONNS", ""),
             "http_servers": env.get("HTTP_SERVERS", ""),
         },

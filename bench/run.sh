@@ -22,13 +22,13 @@
 # direct-tcp variant's row; direct is left out, since wrk speaks TCP only). Its variants are
 # HTTP_VARIANTS: sockredir (auto, bpf, splice), haproxy and nginx, each with one process (or
 # thread) per CPU and again with one in all (the -1w, -1t and -1p variants), for the report's
-# targets table, which sets each sockredir against the best peer with as many. The one-process
-# variants run against nginx only, each shape at the connection count it is judged at (HTTP_JUDGED),
-# which keeps the whole bench near 15 minutes. Before each proxy is
-# measured, curl fetches both files through it and cmp compares them with the originals; a wrong
-# byte, a socket error or a non-2xx response in any wrk run fails the whole run (after the
-# report is written). Each wrk run is wrapped in `perf stat -a`, for the machine's CPU time and
-# context switches per request.
+# targets table, which sets each sockredir against the best peer with as many. Every shape runs
+# at 1, 50 and 500 connections and at the count it is judged at (HTTP_JUDGED); the one-process
+# variants run against nginx only, at the judged counts, and the other counts run 1 s each, which
+# keeps the whole bench near 20 minutes. Before each proxy is measured, curl fetches both files
+# through it and cmp compares them with the originals; a wrong byte, a socket error or a non-2xx
+# response in any wrk run fails the whole run (after the report is written). Each wrk run is
+# wrapped in `perf stat -a`, for the machine's CPU time and context switches per request.
 #
 # Output: $BENCH_RESULTS, by default bench/results/<date>[-quick]/:
 #   raw.jsonl          one line per measurement, as bench-client printed it, with round, variant
@@ -43,9 +43,10 @@
 # and scale phases'), PHASES ("main scale http"; PHASES=http for that phase alone), HTTP_VARIANTS
 # (the http phase's: VARIANTS if that is set, else "direct-tcp sr-auto sr-auto-1w sr-bpf
 # sr-bpf-1w sr-splice sr-splice-1w haproxy haproxy-1t nginx nginx-1p", or with QUICK=1
-# "direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"), HTTP_SECONDS (per wrk run, whole
-# seconds), HTTP_CONNS (wrk's connections per shape, "chatty=1,50,500 bulk=10 close=20"),
-# HTTP_SERVERS ("nginx caddy"), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the
+# "direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"), HTTP_SECONDS (per wrk run at the
+# count a shape is judged at, whole seconds), HTTP_SCAN_SECONDS (per wrk run at the other counts;
+# 1, or HTTP_SECONDS with QUICK=1), HTTP_CONNS (wrk's connections per shape,
+# "chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500"), HTTP_SERVERS ("nginx caddy"), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the
 # -base variants).
 set -euo pipefail
 
@@ -71,7 +72,10 @@ if [ -n "$QUICK" ]; then
 else
 	: "${ROUNDS:=3}" "${RR_SECONDS:=1}" "${BULK:=1G}" "${CONNRATE_SECONDS:=1}"
 	: "${SCALE_LEVELS:=100 1000 10000}" "${SCALE_SECONDS:=1}"
-	: "${HTTP_SECONDS:=2}" "${HTTP_CONNS:=chatty=1,50,500 bulk=10 close=20}"
+	: "${HTTP_SECONDS:=2}" "${HTTP_CONNS:=chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500}"
+	# The counts a shape is not judged at are a scan of how each proxy scales: 1 s each keeps
+	# the whole bench near 20 minutes, and the targets' counts keep HTTP_SECONDS.
+	: "${HTTP_SCAN_SECONDS:=1}"
 	HTTP_DEFAULT="direct-tcp sr-auto sr-auto-1w sr-bpf sr-bpf-1w sr-splice sr-splice-1w haproxy"
 	HTTP_DEFAULT+=" haproxy-1t nginx nginx-1p"
 fi
@@ -83,6 +87,7 @@ fi
 : "${STALL:=5}" "${SCALE_STALL:=3}"
 # Variants named for the whole run are the http phase's too, unless it has its own.
 : "${HTTP_VARIANTS:=${VARIANTS:-$HTTP_DEFAULT}}"
+: "${HTTP_SCAN_SECONDS:=$HTTP_SECONDS}"
 : "${VARIANTS:=${ALL_VARIANTS[*]}}"
 : "${PHASES:=main scale http}"
 : "${HTTP_SERVERS:=nginx caddy}"
@@ -90,7 +95,7 @@ CONNRATE_PROCS=2
 SCALE_PROCS=2
 export ROUNDS RR_SECONDS RR_SIZES BULK CONNRATE_SECONDS SCALE_LEVELS SCALE_SECONDS STALL \
 	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS PHASES HTTP_VARIANTS HTTP_SECONDS HTTP_CONNS \
-	HTTP_SERVERS
+	HTTP_SCAN_SECONDS HTTP_SERVERS
 
 # The http phase's shapes, in order: the file each one fetches, and the server's TCP port for the
 # no-proxy baseline (the proxies' ports are in bench/peers/variants.sh).
@@ -160,8 +165,10 @@ http_settings() {
 	for c in $HTTP_SERVERS; do
 		[ -n "${HTTP_PORT[$c]:-}" ] || die "unknown HTTP server '$c' (known: nginx caddy)"
 	done
-	[[ $HTTP_SECONDS =~ ^[1-9][0-9]*$ ]] ||
-		die "HTTP_SECONDS must be a whole number of seconds (wrk's -d), not '$HTTP_SECONDS'"
+	for n in HTTP_SECONDS HTTP_SCAN_SECONDS; do
+		[[ ${!n} =~ ^[1-9][0-9]*$ ]] ||
+			die "$n must be a whole number of seconds (wrk's -d), not '${!n}'"
+	done
 	for item in $HTTP_CONNS; do
 		shape=${item%%=*}
 		if [[ " ${HTTP_SHAPES[*]} " != *" $shape "* ]] || [ "$item" = "$shape" ]; then
@@ -679,14 +686,16 @@ http_parse() {
 # http_measure SERVER SHAPE CONNS: one wrk run through $ADDR inside `perf stat -a`.
 http_measure() {
 	local srv=$1 shape=$2 conns=$3 size threads rc=0 parsed fields why shown start=$SECONDS
+	local secs=$HTTP_SCAN_SECONDS
 	local -a hdr=()
 	size=$(stat -c %s "$T/www${HTTP_PATH[$shape]}")
 	threads=$((conns < NCPU ? conns : NCPU))
 	[ "$shape" != close ] || hdr=(-H "Connection: close")
+	[ "$conns" != "${HTTP_JUDGED[$shape]}" ] || secs=$HTTP_SECONDS
 	rm -f "$T/wrk.out" "$T/perf.out"
 	# In the background, as measure() does, so that a signal's trap runs at once.
-	timeout -k 5 $((HTTP_SECONDS + 30)) perf stat -a -e task-clock,context-switches -x, \
-		-o "$T/perf.out" -- wrk -t "$threads" -c "$conns" -d "${HTTP_SECONDS}s" --timeout 5s \
+	timeout -k 5 $((secs + 30)) perf stat -a -e task-clock,context-switches -x, \
+		-o "$T/perf.out" -- wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout 5s \
 		--latency "${hdr[@]}" "http://$ADDR${HTTP_PATH[$shape]}" >"$T/wrk.out" 2>&1 &
 	CLIENT_PID=$!
 	wait "$CLIENT_PID" || rc=$?
@@ -783,7 +792,7 @@ main() {
 	: >"$SRLOG"
 	say "results in $RESULTS"
 	say "phases $PHASES; $ROUNDS round(s); RR ${RR_SECONDS}s per size ($RR_SIZES B); bulk $BULK;" \
-		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run ($HTTP_CONNS; $HTTP_SERVERS)"
+		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run, ${HTTP_SCAN_SECONDS}s off the judged counts ($HTTP_CONNS; $HTTP_SERVERS)"
 	ROUND=0
 	PHASE=setup
 	if has_phase main || has_phase scale; then
