@@ -5,7 +5,7 @@
 # is checked by srpeer both ways; the exit counters say which mover carried what:
 #  1. auto, one connection: the kernel path;
 #  2. auto, more connections than CPUs held open: small messages stay on recv()/send(), with no
-#     map entry and nothing spliced;
+#     map entry and nothing spliced; and clients still in the accept queue count as open;
 #  3. auto under the same load: 4 MiB request-response rounds move both flows to splice; a
 #     1 MiB response to a short request moves the download to the kernel path at the next
 #     request (promote_download()), every word of it checked;
@@ -75,6 +75,25 @@ expect 'spliced down' 0
 expect 'copied down' $((4 * 300 * 64))
 expect 'copied up' $((4 * 300 * 64 + CPUS * 64)) "copied up (and the held connections' requests)"
 movers 4 0 "$CPUS"
+
+log "2b. auto, $((CPUS + 2)) clients queued at once: the queue counts as open"
+# wrk connects all its clients at once, faster than sockredir accepts them; counting only the
+# open ones put the first few of a burst on the kernel path for good.
+start_proxy
+client --test rr --size 64 --rounds 10 || fail "64 B rr (auto, alone)"
+kill -STOP "$PROXY_PID"
+client --test rr --size 64 --rounds 50 --conns $((CPUS + 2)) --parallel $((CPUS + 2)) \
+	>"$T/c2b.out" 2>&1 &
+cpid=$!
+accept_queue() { # clients waiting in the listener's accept queue (its Recv-Q)
+	[ "$(ss -Hltn "sport = :$PORT" | awk '{ print $2 }')" -ge "$1" ]
+}
+wait_for "$((CPUS + 2)) clients in the accept queue" 10 accept_queue $((CPUS + 2))
+kill -CONT "$PROXY_PID"
+wait $cpid || fail "the burst: $(cat "$T/c2b.out")"
+stop_proxy
+expect 'on the kernel path' 1 "on the kernel path (only the lone first connection)"
+movers $((CPUS + 2)) 0 1
 
 log "3. auto, under load: bulk moves to splice"
 start_proxy

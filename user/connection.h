@@ -101,6 +101,7 @@ struct connection {
 	enum sr_fallback_reason fallback;
 	bool dead;	    /* freed during an event batch: the memory goes after the batch */
 	bool promote_tried; /* its spliced download was offered the kernel path (promote_download()) */
+	unsigned queued_behind; /* clients queued on its listener when it was accepted */
 	/*
 	 * The flows' byte counts at the last event, and how much the download has moved since the
 	 * upload last did: a response (promote_download()).
@@ -154,6 +155,11 @@ void connection_resume(struct connection *c);
 
 /* Close at once, whatever is in flight (drain timeout, shutdown, idle timeout, failed setup). */
 void connection_abort(struct connection *c);
+/*
+ * Whether connection_start() could put a new connection on the kernel path (--mode auto with no
+ * more open than CPUs): then setup notes how many clients queue behind it (queued_behind).
+ */
+bool connection_may_start_in_kernel(const struct movers *m);
 /* Connected, with any PROXY header sent: put it on a data path and start both flows. */
 void connection_start(struct connection *c);
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Socket activation and --listen. */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,6 +35,21 @@ static int fd_set_flags(int fd)
 	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return negative_errno();
 	return fd_set_cloexec(fd);
+}
+
+unsigned listener_queued(const struct listener *l)
+{
+	struct tcp_info ti = {};
+	socklen_t len = sizeof(ti);
+
+	/*
+	 * For a listening socket, tcp_get_info() reports the accept queue's length in
+	 * tcpi_unacked (sk_ack_backlog). A Unix listener has no such figure (SIOCINQ says EINVAL).
+	 */
+	if (l->addr.sa.sa_family == AF_UNIX ||
+	    getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return 0;
+	return ti.tcpi_unacked;
 }
 
 void listener_done(struct listener *l)

@@ -40,6 +40,8 @@ int listeners_open(char **listen, size_t n_listen, const char *metrics_listen,
 		   struct named_fd **ret_stored, size_t *ret_n_stored);
 /* Close one listener, removing a Unix socket path it created. */
 void listener_done(struct listener *l);
+/* How many clients wait in a TCP listener's accept queue; 0 for a Unix one, or on error. */
+unsigned listener_queued(const struct listener *l);
 void listeners_free(struct listener *l, size_t n);
 
 #endif /* SR_LISTEN_H */

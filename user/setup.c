@@ -452,6 +452,8 @@ int setup_accepted(struct setup *s, int client_fd, const struct listener *l)
 	if (r < 0)
 		return r;
 	c->listener_name = l->name;
+	if (connection_may_start_in_kernel(&s->conns.movers))
+		c->queued_behind = listener_queued(l);
 	if (!c->client.is_unix) {
 		tcp_nodelay(client_fd);
 		if (s->opts->keepalive)
