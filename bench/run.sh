@@ -46,8 +46,8 @@
 # "direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"), HTTP_SECONDS (per wrk run at the
 # count a shape is judged at, whole seconds), HTTP_SCAN_SECONDS (per wrk run at the other counts;
 # 1, or HTTP_SECONDS with QUICK=1), HTTP_CONNS (wrk's connections per shape,
-# "chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500"), HTTP_SERVERS ("nginx caddy"), BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the
-# -base variants).
+# "chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500"), HTTP_SERVERS ("nginx caddy"),
+# BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the -base variants).
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -792,7 +792,8 @@ main() {
 	: >"$SRLOG"
 	say "results in $RESULTS"
 	say "phases $PHASES; $ROUNDS round(s); RR ${RR_SECONDS}s per size ($RR_SIZES B); bulk $BULK;" \
-		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run, ${HTTP_SCAN_SECONDS}s off the judged counts ($HTTP_CONNS; $HTTP_SERVERS)"
+		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run," \
+		"${HTTP_SCAN_SECONDS}s off the judged counts ($HTTP_CONNS; $HTTP_SERVERS)"
 	ROUND=0
 	PHASE=setup
 	if has_phase main || has_phase scale; then
