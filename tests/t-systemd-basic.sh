@@ -77,8 +77,10 @@ check_security() {
 		fail "$unit scores $score in systemd-analyze security, more than $max"
 }
 
-# Round trips, checking every byte that comes back (an echo backend).
+# Round trips, checking every byte that comes back (an echo backend): one connection alone
+# first (sd_lone), then 40.
 run_rr() {
+	sd_lone "$1"
 	client_at "$1" --test rr --conns 40 --parallel 10 --size 256K --rounds 4 --quiet ||
 		fail "rr through port $1"
 }
@@ -112,15 +114,15 @@ check_no_fallback web
 ct test -e /sys/fs/bpf/sockredir/web/sr_verdict ||
 	fail "systemctl start returned before the kernel path was pinned (READY=1 too early?)"
 run_rr 8001
-check_kernel_path web 40
+check_kernel_path web 41
 # STATUS= changes at most every 2 s.
 web_status_counted() {
 	status=$(ct_systemctl show -P StatusText sockredir@web.service)
-	echo "$status" | grep -Eq '\b40 accepted \([1-9][0-9]* kernel path, 0 fell back\)'
+	echo "$status" | grep -Eq '\b41 accepted \([1-9][0-9]* kernel path, 0 fell back\)'
 }
 status_fail() { fail "$* (STATUS=$status)"; }
 status=""
-WAIT_FOR_FAIL=status_fail wait_for "STATUS= to count 40 connections, none fallen back" 10 \
+WAIT_FOR_FAIL=status_fail wait_for "STATUS= to count 41 connections, none fallen back" 10 \
 	web_status_counted
 log "web STATUS=$status"
 ct_systemctl status sockredir@web.service | grep -q "Status: \"$status\"" ||

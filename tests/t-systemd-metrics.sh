@@ -132,7 +132,8 @@ check_scrape unix 0
 
 # --- N connections through the instance, from the test: the scrape counts them.
 N=30
-sd_client $P --test rr --conns $N --parallel 6 --size 64K --rounds 2 --quiet ||
+sd_lone $P
+sd_client $P --test rr --conns $((N - 1)) --parallel 6 --size 64K --rounds 2 --quiet ||
 	fail "round trips through sockredir@web"
 check_kernel_path $N
 check_scrape unix $N
@@ -206,7 +207,8 @@ check_active
 pid2=$(sd_main_pid "$U")
 [ "$pid2" != "$pid1" ] || fail "$U has the same main pid $pid1 after stop and a scrape"
 check_fds
-sd_client $P --test rr --conns 10 --parallel 5 --size 64K --quiet ||
+sd_lone $P
+sd_client $P --test rr --conns 9 --parallel 5 --size 64K --quiet ||
 	fail "round trips through sockredir@web once a scrape had started it"
 check_kernel_path 10
 check_scrape unix 10
@@ -233,7 +235,8 @@ check_scrape 127.0.0.1:$MP 0
 # lists when it stops, and after the daemon-reload it lists only the port.
 ! scrape unix 2>/dev/null || fail "$SOCK still answers (HTTP $SCRAPE_CODE) once moved to TCP"
 M=20
-sd_client $P --test rr --conns $M --parallel 5 --size 64K --rounds 2 --quiet ||
+sd_lone $P
+sd_client $P --test rr --conns $((M - 1)) --parallel 5 --size 64K --rounds 2 --quiet ||
 	fail "round trips through sockredir@web (metrics on TCP)"
 check_kernel_path $M
 check_scrape 127.0.0.1:$MP $M
