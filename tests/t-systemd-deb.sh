@@ -116,12 +116,12 @@ ct_systemctl enable --now sockredir@web.socket 2>&1 | sed 's/^/# /'
 [ "${PIPESTATUS[0]}" = 0 ] || fail "systemctl enable --now sockredir@web.socket failed"
 wait_for "sockredir@web.socket listening on port $P" 5 port_listening $P
 
-# serve N: N round trips, byte for byte (the first connection starts the service).
+# serve N: N round trips, byte for byte.
 serve() {
 	sd_client $P --test rr --conns "$1" --parallel 8 --size 64K --rounds 4 --quiet ||
 		fail "round trips through sockredir@web (packaged)"
 }
-sd_lone $P
+sd_lone $P # it starts the service, and takes the kernel path
 serve 40
 sd_client $P --test rr --conns 2 --size 8M --quiet || fail "8 MiB round trips through sockredir@web"
 ! ct_journal "$U" -o cat | grep -i 'kernel path unavailable' || fail "$U fell back to splice (above)"
