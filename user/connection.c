@@ -371,9 +371,15 @@ static void connection_run_download_later(struct connection *c)
 	connection_run_flows(c, true, false);
 }
 
+/* --mode auto without --kernel-upload: each connection's download chooses its mover. */
+static bool adaptive_download(const struct movers *m)
+{
+	return m->bpf && m->adaptive && !m->kernel_upload;
+}
+
 bool connection_may_start_in_kernel(const struct movers *m)
 {
-	return m->bpf && m->adaptive && !m->kernel_upload && m->stats->open <= m->cpus;
+	return adaptive_download(m) && m->stats->open <= m->cpus;
 }
 
 void connection_start(struct connection *c)
@@ -389,8 +395,7 @@ void connection_start(struct connection *c)
 
 	if (m->debug_attach_delay)
 		usleep((useconds_t)m->debug_attach_delay);
-	if (m->bpf && m->adaptive && !m->kernel_upload &&
-	    m->stats->open + c->queued_behind > m->cpus) {
+	if (adaptive_download(m) && m->stats->open + c->queued_behind > m->cpus) {
 		/*
 		 * --mode auto, and more connections open than CPUs: both flows in userspace. The
 		 * kernel path sends every redirected skb from a psock worker (one more wakeup per
@@ -472,8 +477,8 @@ static void promote_download(struct connection *c)
 	bool settle = false;
 	int reason;
 
-	if (c->promote_tried || !m->bpf || !m->adaptive || m->kernel_upload ||
-	    c->fallback != SR_FALLBACK_NONE || !c->backend.is_unix || c->client.is_unix)
+	if (c->promote_tried || !adaptive_download(m) || c->fallback != SR_FALLBACK_NONE ||
+	    !c->backend.is_unix || c->client.is_unix)
 		return;
 	if (d->kernel || d->copy || d->pipe_kept || d->state != FLOW_OPEN ||
 	    d->waits != WAIT_SRC_IN || flow_holds_bytes(d) || u->state != FLOW_OPEN ||
