@@ -245,6 +245,58 @@ static void test_http_invalid(void)
 }
 
 /* Host names of 255 bytes fit PEEK_HOST_MAX with the NUL; 256 do not. */
+/* peek_http_request_line() over a heap copy of exactly the bytes: want, and the line's length. */
+static void request_line(const char *what, const void *data, size_t len, enum peek_result want,
+			 size_t want_len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	size_t line = 12345;
+	enum peek_result r;
+
+	if (!copy)
+		abort();
+	if (len)
+		memcpy(copy, data, len);
+	r = peek_http_request_line(copy, len, &line);
+	free(copy);
+	if (!CHECK(r == want, "request line, %s: '%s': %s, want %s", what, escape(data, len),
+		   str(r), str(want)))
+		return;
+	/* ret_len is written on PEEK_FOUND only. */
+	CHECK(line == (want == PEEK_FOUND ? want_len : 12345), "request line, %s: length %zu", what,
+	      line);
+}
+
+/*
+ * What promote_download() asks of a client's next bytes: an HTTP/1.x request line, whole. The
+ * headers need not have arrived; anything else (srpeer's proto header, a WebSocket frame, TLS,
+ * a bare "GET N" line, HTTP/2's preface, a response) is not a request.
+ */
+static void test_http_request_line(void)
+{
+	static const char get[] = "GET /1048576 HTTP/1.1\r\nHost: t\r\n\r\n";
+	static const uint8_t ws_frame[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f };
+	/* "SRPQ", flags 4 (duplex), then the seed... */
+	static const uint8_t proto_hdr[] = { 'S', 'R', 'P', 'Q', 0x04, 0, 0, 0, 0x2a, 0 };
+	size_t first = strlen("GET /1048576 HTTP/1.1\r\n");
+
+	request_line("GET", get, strlen(get), PEEK_FOUND, first);
+	request_line("the line alone", get, first, PEEK_FOUND, first);
+	request_line("HTTP/1.0", "HEAD / HTTP/1.0\r\n", 17, PEEK_FOUND, 17);
+	request_line("POST with a body", "POST /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nz", 40,
+		     PEEK_FOUND, 18);
+	for (size_t k = 0; k < first; k++)
+		request_line("a prefix of the line", get, k, PEEK_MORE, 0);
+	request_line("a bare line", "GET 1048576\n", 12, PEEK_MORE, 0);
+	request_line("a bare line, then CRLF", "GET 1048576\r\n", 13, PEEK_INVALID, 0);
+	request_line("HTTP/2", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24, PEEK_INVALID, 0);
+	request_line("a response", "HTTP/1.1 200 OK\r\n", 17, PEEK_INVALID, 0);
+	request_line("a WebSocket frame", ws_frame, sizeof(ws_frame), PEEK_INVALID, 0);
+	request_line("srpeer's proto header", proto_hdr, sizeof(proto_hdr), PEEK_INVALID, 0);
+	request_line("TLS", "\x16\x03\x01\x00\x05", 5, PEEK_INVALID, 0);
+	request_line("nothing", "", 0, PEEK_MORE, 0);
+}
+
 static void test_http_host_length(void)
 {
 	char name[300], req[400];
@@ -1200,6 +1252,7 @@ int main(void)
 	test_http_found();
 	test_http_no_name();
 	test_http_invalid();
+	test_http_request_line();
 	test_http_host_length();
 	test_http_prefixes();
 	test_http_oversized();

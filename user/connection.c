@@ -14,6 +14,7 @@
 #include "grace.h"
 #include "kernel-path.h"
 #include "log.h"
+#include "peek.h"
 #include "splice-path.h"
 #include "stats.h"
 
@@ -454,21 +455,36 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 /*
  * Move a download that went bulk in userspace to the kernel path, at a request boundary: the
- * client has sent more, the upload has not forwarded it yet, the download has nothing in flight
- * (its pipe is empty, it waits for the backend), and it has moved at least PROMOTE_RESPONSE_MIN
- * since the upload last moved: a bulk response. A stream both ways at once, or an echo that
- * alternates with its request's chunks, moves less between the upload's moves and stays: its
- * backend may send at any time, and settling is proven only for one that answers. A backend
- * that answers has nothing to send at that moment, so its socket joins sr_verdict empty; one
- * that has sent stays in userspace (kernel_path_attach(): backend_spoke_first), and a byte that
- * still comes in the microseconds before the insert is settled while the upload waits, as at
- * connection start. This is for connections that auto started in userspace because more were
- * open than CPUs (connection_start()): nginx serving 1 MiB files to 10 keep-alive clients with
- * one worker moved 1.03x what --mode bpf --workers 1 did and 1.09x auto without it
- * (bench/EXPERIMENTS.md, "Real HTTP clients"). Once per connection; measured only with Unix
- * backends, so only for those.
+ * client has sent an HTTP/1.x request that the upload has not forwarded yet, the download has
+ * nothing in flight (its pipe is empty, it waits for the backend), and it has moved at least
+ * PROMOTE_RESPONSE_MIN since the upload last moved: a bulk response. Settling is proven only for
+ * a backend that answers, and HTTP/1.x is a protocol that says so: the server speaks to answer a
+ * request, and a client (one that does not pipeline) sends the next only once it has the whole
+ * response, so the backend has nothing to send then and its socket joins sr_verdict empty. No
+ * pattern of timing says as much: srpeer's duplex streams, both ways at once, alternated in
+ * 256 KiB runs often enough that 1 in 12 t-adaptive runs under ASan moved one, and 1 in 40 did
+ * with three such responses in a row asked for. A backend that has sent stays in userspace
+ * (kernel_path_attach(): backend_spoke_first), and a byte that still comes in the microseconds
+ * before the insert (a pipelining client's) is settled while the upload waits, as at connection
+ * start. This is for connections that auto started in userspace because more were open than
+ * CPUs (connection_start()): nginx serving 1 MiB files to 10 keep-alive clients with one worker
+ * moved 1.03x what --mode bpf --workers 1 did and 1.09x auto without it (bench/EXPERIMENTS.md,
+ * "Real HTTP clients"). Once per connection; measured only with Unix backends, so only for
+ * those.
  */
 #define PROMOTE_RESPONSE_MIN (256 * 1024)
+#define PROMOTE_PEEK_MAX     2048
+
+/* The client's unread bytes start with an HTTP/1.x request line (all of it, within the peek). */
+static bool client_sends_http_request(const struct connection *c)
+{
+	uint8_t buf[PROMOTE_PEEK_MAX];
+	size_t line;
+	ssize_t n;
+
+	n = recv(c->client.fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	return n > 0 && peek_http_request_line(buf, (size_t)n, &line) == PEEK_FOUND;
+}
 
 static void promote_download(struct connection *c)
 {
@@ -483,7 +499,7 @@ static void promote_download(struct connection *c)
 	if (d->kernel || d->copy || d->pipe_kept || d->state != FLOW_OPEN ||
 	    d->waits != WAIT_SRC_IN || flow_holds_bytes(d) || u->state != FLOW_OPEN ||
 	    flow_holds_bytes(u) || c->backend.rdhup || c->client.rdhup ||
-	    c->down_run < PROMOTE_RESPONSE_MIN)
+	    c->down_run < PROMOTE_RESPONSE_MIN || !client_sends_http_request(c))
 		return;
 	c->promote_tried = true;
 

@@ -70,25 +70,21 @@ static bool is_token_char(uint8_t c)
 	return c > ' ' && c < 127 && !strchr("()<>@,;:\\\"/[]?={}", c);
 }
 
-/*
- * "METHOD SP target SP HTTP/1.x CRLF", then header lines until an empty one. The Host: value
- * decides as soon as its line is complete.
- */
-enum peek_result peek_http_host(const uint8_t *buf, size_t len, char *host)
+enum peek_result peek_http_request_line(const uint8_t *buf, size_t len, size_t *ret_len)
 {
-	const uint8_t *p = buf, *end = buf + len, *eol, *sp1, *sp2;
+	const uint8_t *end = buf + len, *eol, *sp1, *sp2;
 	size_t i;
 
 	/* The method: a token, checked as it arrives so that garbage is refused early. */
 	for (i = 0; i < len && buf[i] != ' '; i++)
 		if (!is_token_char(buf[i]) || i >= 32)
 			return PEEK_INVALID;
-	eol = find_crlf(p, end);
+	eol = find_crlf(buf, end);
 	if (!eol)
 		return len >= PEEK_MAX ? PEEK_INVALID : PEEK_MORE;
 
-	sp1 = memchr(p, ' ', (size_t)(eol - p));
-	if (!sp1 || sp1 == p)
+	sp1 = memchr(buf, ' ', (size_t)(eol - buf));
+	if (!sp1 || sp1 == buf)
 		return PEEK_INVALID;
 	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
 	if (!sp2 || sp2 == sp1 + 1)
@@ -96,8 +92,23 @@ enum peek_result peek_http_host(const uint8_t *buf, size_t len, char *host)
 	if (eol - sp2 - 1 != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
 	    (sp2[8] != '0' && sp2[8] != '1'))
 		return PEEK_INVALID;
+	*ret_len = (size_t)(eol + 2 - buf);
+	return PEEK_FOUND;
+}
 
-	for (p = eol + 2;; p = eol + 2) {
+/* The request line, then header lines until an empty one. The Host: value decides as soon as
+ * its line is complete. */
+enum peek_result peek_http_host(const uint8_t *buf, size_t len, char *host)
+{
+	const uint8_t *p, *end = buf + len, *eol;
+	enum peek_result r;
+	size_t line;
+
+	r = peek_http_request_line(buf, len, &line);
+	if (r != PEEK_FOUND)
+		return r;
+
+	for (p = buf + line;; p = eol + 2) {
 		const uint8_t *colon, *v, *vend;
 
 		eol = find_crlf(p, end);
