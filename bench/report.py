@@ -580,15 +580,18 @@ class Report:
         s = res.meta["settings"]
         self.line("## HTTP through each proxy (wrk)")
         self.line()
-        self.line("wrk (%s s per run at the connection count a shape is judged at, %s s at the"
-                  " others; `--latency`) against nginx and caddy serving files on a"
+        self.line("wrk (%s s per run at the connection count a shape is judged at, in every"
+                  " round; %s s at the others, in the first %s round(s), a single run where that"
+                  " is one; `--latency`) against nginx and caddy serving files on a"
                   " Unix socket, through each proxy; the baseline is the same server on TCP,"
                   " no proxy. CPU and context switches are the whole machine's (`perf stat -a`"
                   " around wrk, so wrk, the proxy and the server all count), per request. Before"
                   " each proxy was measured, curl fetched both files through it and they were"
                   " compared byte for byte; every run here had no socket error and no 4xx or 5xx"
                   " response, or it is marked failed." % (s.get("http_seconds", "?"),
-                                                     s.get("http_scan_seconds", "?")))
+                                                     s.get("http_scan_seconds", "?"),
+                                                     s.get("http_scan_rounds",
+                                                           s.get("rounds", "?"))))
         self.line()
         for key in self.http_keys():
             bulk = key[0].startswith("http-bulk")
@@ -1114,6 +1117,7 @@ def write_meta(path, elapsed, quick):
             "phases": env.get("PHASES", "main scale").split(),
             "http_seconds": int(env.get("HTTP_SECONDS", "0")),
             "http_scan_seconds": int(env.get("HTTP_SCAN_SECONDS", env.get("HTTP_SECONDS", "0"))),
+            "http_scan_rounds": int(env.get("HTTP_SCAN_ROUNDS", env["ROUNDS"])),
             "http_conns": env.get("HTTP_CONNS", ""),
             "http_servers": env.get("HTTP_SERVERS", ""),
         },

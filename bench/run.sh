@@ -24,8 +24,8 @@
 # thread) per CPU and again with one in all (the -1w, -1t and -1p variants), for the report's
 # targets table, which sets each sockredir against the best peer with as many. Every shape runs
 # at 1, 50 and 500 connections and at the count it is judged at (HTTP_JUDGED); the one-process
-# variants run against nginx only, at the judged counts, and the other counts run 1 s each, which
-# keeps the whole bench near 20 minutes. Before each proxy is measured, curl fetches both files
+# variants run against nginx only, at the judged counts, and the other counts run 1 s each in the
+# first round only, which keeps the whole bench near 15 minutes. Before each proxy is measured, curl fetches both files
 # through it and cmp compares them with the originals; a wrong byte, a socket error or a non-2xx
 # response in any wrk run fails the whole run (after the report is written). Each wrk run is
 # wrapped in `perf stat -a`, for the machine's CPU time and context switches per request.
@@ -45,7 +45,8 @@
 # sr-bpf-1w sr-splice sr-splice-1w haproxy haproxy-1t nginx nginx-1p", or with QUICK=1
 # "direct-tcp sr-auto sr-bpf sr-splice haproxy nginx"), HTTP_SECONDS (per wrk run at the
 # count a shape is judged at, whole seconds), HTTP_SCAN_SECONDS (per wrk run at the other counts;
-# 1, or HTTP_SECONDS with QUICK=1), HTTP_CONNS (wrk's connections per shape,
+# 1, or HTTP_SECONDS with QUICK=1), HTTP_SCAN_ROUNDS (the rounds those other counts run in, from
+# the first; 1, or ROUNDS with QUICK=1), HTTP_CONNS (wrk's connections per shape,
 # "chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500"), HTTP_SERVERS ("nginx caddy"),
 # BENCH_RESULTS, KEEP_TMP, SOCKREDIR_BASE (another build, for the -base variants).
 set -euo pipefail
@@ -73,9 +74,10 @@ else
 	: "${ROUNDS:=3}" "${RR_SECONDS:=1}" "${BULK:=1G}" "${CONNRATE_SECONDS:=1}"
 	: "${SCALE_LEVELS:=100 1000 10000}" "${SCALE_SECONDS:=1}"
 	: "${HTTP_SECONDS:=2}" "${HTTP_CONNS:=chatty=1,50,500 bulk=1,10,50,500 close=1,20,50,500}"
-	# The counts a shape is not judged at are a scan of how each proxy scales: 1 s each keeps
-	# the whole bench near 20 minutes, and the targets' counts keep HTTP_SECONDS.
-	: "${HTTP_SCAN_SECONDS:=1}"
+	# The counts a shape is not judged at are a scan of how each proxy scales: 1 s each, in
+	# the first round only, keeps the whole bench near 15 minutes (three rounds of them took 20);
+	# the targets' counts keep HTTP_SECONDS and every round.
+	: "${HTTP_SCAN_SECONDS:=1}" "${HTTP_SCAN_ROUNDS:=1}"
 	HTTP_DEFAULT="direct-tcp sr-auto sr-auto-1w sr-bpf sr-bpf-1w sr-splice sr-splice-1w haproxy"
 	HTTP_DEFAULT+=" haproxy-1t nginx nginx-1p"
 fi
@@ -87,7 +89,7 @@ fi
 : "${STALL:=5}" "${SCALE_STALL:=3}"
 # Variants named for the whole run are the http phase's too, unless it has its own.
 : "${HTTP_VARIANTS:=${VARIANTS:-$HTTP_DEFAULT}}"
-: "${HTTP_SCAN_SECONDS:=$HTTP_SECONDS}"
+: "${HTTP_SCAN_SECONDS:=$HTTP_SECONDS}" "${HTTP_SCAN_ROUNDS:=$ROUNDS}"
 : "${VARIANTS:=${ALL_VARIANTS[*]}}"
 : "${PHASES:=main scale http}"
 : "${HTTP_SERVERS:=nginx caddy}"
@@ -95,7 +97,7 @@ CONNRATE_PROCS=2
 SCALE_PROCS=2
 export ROUNDS RR_SECONDS RR_SIZES BULK CONNRATE_SECONDS SCALE_LEVELS SCALE_SECONDS STALL \
 	SCALE_STALL VARIANTS CONNRATE_PROCS SCALE_PROCS PHASES HTTP_VARIANTS HTTP_SECONDS HTTP_CONNS \
-	HTTP_SCAN_SECONDS HTTP_SERVERS
+	HTTP_SCAN_SECONDS HTTP_SCAN_ROUNDS HTTP_SERVERS
 
 # The http phase's shapes, in order: the file each one fetches, and the server's TCP port for the
 # no-proxy baseline (the proxies' ports are in bench/peers/variants.sh).
@@ -169,6 +171,8 @@ http_settings() {
 		[[ ${!n} =~ ^[1-9][0-9]*$ ]] ||
 			die "$n must be a whole number of seconds (wrk's -d), not '${!n}'"
 	done
+	[[ $HTTP_SCAN_ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+		die "HTTP_SCAN_ROUNDS must be a number of rounds, at least 1, not '$HTTP_SCAN_ROUNDS'"
 	for item in $HTTP_CONNS; do
 		shape=${item%%=*}
 		if [[ " ${HTTP_SHAPES[*]} " != *" $shape "* ]] || [ "$item" = "$shape" ]; then
@@ -751,7 +755,10 @@ run_http() {
 	fi
 	for shape in "${HTTP_SHAPES[@]}"; do
 		for c in ${HTTP_LEVELS[$shape]:-}; do
-			! one_process "$V" || [ "$c" = "${HTTP_JUDGED[$shape]}" ] || continue
+			if [ "$c" != "${HTTP_JUDGED[$shape]}" ]; then
+				! one_process "$V" || continue
+				((ROUND <= HTTP_SCAN_ROUNDS)) || continue
+			fi
 			http_measure "$srv" "$shape" "$c"
 		done
 	done
@@ -793,7 +800,8 @@ main() {
 	say "results in $RESULTS"
 	say "phases $PHASES; $ROUNDS round(s); RR ${RR_SECONDS}s per size ($RR_SIZES B); bulk $BULK;" \
 		"scale levels $SCALE_LEVELS; http ${HTTP_SECONDS}s per run," \
-		"${HTTP_SCAN_SECONDS}s off the judged counts ($HTTP_CONNS; $HTTP_SERVERS)"
+		"${HTTP_SCAN_SECONDS}s off the judged counts, in the first $HTTP_SCAN_ROUNDS round(s)" \
+		"($HTTP_CONNS; $HTTP_SERVERS)"
 	ROUND=0
 	PHASE=setup
 	if has_phase main || has_phase scale; then
