@@ -197,7 +197,7 @@ soak: deps-test
 	@$(MAKE) --no-print-directory all $(TEST_PROGS)
 	@DURATION=$(DURATION) tests/soak.sh
 
-# `make bench` (about 20 minutes here) or `make bench QUICK=1` (about 2 minutes).
+# `make bench` (about 15 minutes here) or `make bench QUICK=1` (about 2 minutes).
 bench: deps-bench
 	@$(MAKE) --no-print-directory all $(OUTPUT)/srpeer $(BENCH_PROGS)
 	@QUICK=$(QUICK) bench/run.sh

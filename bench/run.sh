@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# The benchmark: `make bench` (20 minutes here, 12 of them the http phase) or
+# The benchmark: `make bench` (15 minutes here, 8 of them the http phase) or
 # `make bench QUICK=1` (about two minutes, half of it the http phase).
 #
 # Ten variants, all in front of the same bench-backend on a Unix socket: direct (the limit),
