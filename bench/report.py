@@ -103,6 +103,9 @@ class Results:
         self.rows = [json.loads(l) for l in open(os.path.join(path, "raw.jsonl")) if l.strip()]
         present = {r["variant"] for r in self.rows}
         self.variants = [v for v in VARIANTS if v in present]
+        # The main and scale phases' variants: the http phase's one-process ones run nowhere else.
+        ran = {r["variant"] for r in self.rows if not r.get("test", "").startswith("http-")}
+        self.main_variants = [v for v in self.variants if v in ran]
         self.rounds = sorted({r["round"] for r in self.rows})
         # (test, size, conns) -> variant -> round -> row
         self.by = defaultdict(lambda: defaultdict(dict))
@@ -282,7 +285,7 @@ class Report:
                 "CPU/GiB up", "CPU/GiB down", "conn/s"]
         head += ["p50 at %s conns" % "{:,}".format(l) for l in levels]
         rows = []
-        for v in res.variants:
+        for v in res.main_variants:
             r = [TITLES[v],
                  status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p50_us"))),
                  status_cell(res, k64, v, 0, ratio_cell(res.ratio(k64, v, "p99_us"))),
@@ -319,7 +322,7 @@ class Report:
         head = ["variant", "RR 64 B p50", "RR 64 B p99", "upload MB/s", "download MB/s",
                 "CPU-s/GiB up", "CPU-s/GiB down", "conn/s"]
         rows = []
-        for v in res.variants:
+        for v in res.main_variants:
             rows.append([TITLES[v], spread(res.stat(k64, v, "p50_us"), " µs"),
                          spread(res.stat(k64, v, "p99_us"), " µs"),
                          spread(res.stat(("up", bulk, 1), v, "mb_s")),
@@ -341,7 +344,7 @@ class Report:
             head = ["variant", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "RR/s",
                     "p50 × direct", "p99 × direct"]
             rows = []
-            for v in res.variants:
+            for v in res.main_variants:
                 if res.failures(key, v) and len(res.failures(key, v)) == len(res.cell(key, v)):
                     rows.append([TITLES[v], "**FAILED**"] + [""] * 7)
                     continue
@@ -361,7 +364,7 @@ class Report:
         head = ["variant", "CPU-s per 10k RR (machine)", "× direct", "context switches per RR"
                 " (machine)", "proxy wakeups per RR", "proxy RSS KiB"]
         rows = []
-        for v in res.variants:
+        for v in res.main_variants:
             px = v not in DIRECT
             rows.append([TITLES[v], spread(res.stat(key, v, "cpu_s_per_10k")),
                          ratio_cell(res.ratio(key, v, "cpu_s_per_10k")),
@@ -379,7 +382,7 @@ class Report:
                 "× direct", "CPU-s/GiB", "× direct", "proxy wakeups up / down"]
         rows = []
         ku, kd = ("up", bulk, 1), ("down", bulk, 1)
-        for v in res.variants:
+        for v in res.main_variants:
             wk = "–"
             if v not in DIRECT:
                 a, b = res.stat(ku, v, "proxy_wakeups"), res.stat(kd, v, "proxy_wakeups")
@@ -404,7 +407,7 @@ class Report:
         head = ["variant", "conn/s", "× direct", "p50 µs per connection", "p99 µs",
                 "CPU-s per 10k connections"]
         rows = []
-        for v in res.variants:
+        for v in res.main_variants:
             rows.append([TITLES[v], status_cell(res, key, v, 0, spread(res.stat(key, v, "rate"))),
                          ratio_cell(res.ratio(key, v, "rate")),
                          spread(res.stat(key, v, "p50_us")), spread(res.stat(key, v, "p99_us")),
@@ -435,7 +438,7 @@ class Report:
                 head = ["variant", "p50 µs", "p99 µs", "RR/s", "p50 × direct", "fds/conn",
                         "RSS KiB/conn", "Pss KiB/conn"]
             rows = []
-            for v in res.variants:
+            for v in res.main_variants:
                 fails = res.failures(key, v)
                 if res.cell(key, v) and len(fails) == len(res.cell(key, v)):
                     held = [r.get("established") for r in res.cell(key, v).values()
