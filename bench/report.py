@@ -729,8 +729,6 @@ def write_readme_tables(res):
     out = []
 
     def table(head, rows):
-        # A variant with nothing here (the http phase's one-process ones) is left out.
-        rows = [r for r in rows if any(c != "–" for c in r[1:])]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         out.extend("| " + " | ".join(r) + " |" for r in rows)
@@ -738,7 +736,7 @@ def write_readme_tables(res):
 
     k64, ku, kd, kc = ("rr", 64, 1), ("up", bulk, 1), ("down", bulk, 1), ("connrate", 64, 1)
     rows = []
-    for v in res.variants:
+    for v in res.main_variants:
         rows.append([TITLES[v], value_ratio(res, k64, v, "p50_us", " µs"),
                      value_ratio(res, k64, v, "p99_us", " µs"),
                      value_ratio(res, ku, v, "mb_s"), value_ratio(res, kd, v, "mb_s"),
@@ -750,7 +748,7 @@ def write_readme_tables(res):
 
     rows = []
     top = levels[-1] if levels else None
-    for v in res.variants:
+    for v in res.main_variants:
         r = [TITLES[v]]
         for l in levels:
             key = ("rr", 64, l)

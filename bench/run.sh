@@ -25,10 +25,11 @@
 # targets table, which sets each sockredir against the best peer with as many. Every shape runs
 # at 1, 50 and 500 connections and at the count it is judged at (HTTP_JUDGED); the one-process
 # variants run against nginx only, at the judged counts, and the other counts run 1 s each in the
-# first round only, which keeps the whole bench near 15 minutes. Before each proxy is measured, curl fetches both files
-# through it and cmp compares them with the originals; a wrong byte, a socket error or a non-2xx
-# response in any wrk run fails the whole run (after the report is written). Each wrk run is
-# wrapped in `perf stat -a`, for the machine's CPU time and context switches per request.
+# first round only, which keeps the whole bench near 15 minutes. Before each proxy is measured,
+# curl fetches both files through it and cmp compares them with the originals; a wrong byte, a
+# socket error or a non-2xx response in any wrk run fails the whole run (after the report is
+# written). Each wrk run is wrapped in `perf stat -a`, for the machine's CPU time and context
+# switches per request.
 #
 # Output: $BENCH_RESULTS, by default bench/results/<date>[-quick]/:
 #   raw.jsonl          one line per measurement, as bench-client printed it, with round, variant

@@ -96,8 +96,10 @@ enum peek_result peek_http_request_line(const uint8_t *buf, size_t len, size_t *
 	return PEEK_FOUND;
 }
 
-/* The request line, then header lines until an empty one. The Host: value decides as soon as
- * its line is complete. */
+/*
+ * The request line, then header lines until an empty one. The Host: value decides as soon as
+ * its line is complete.
+ */
 enum peek_result peek_http_host(const uint8_t *buf, size_t len, char *host)
 {
 	const uint8_t *p, *end = buf + len, *eol;
